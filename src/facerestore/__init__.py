@@ -1,2 +1,33 @@
-"""facerestore: blind face restoration (GFPGAN family) in plain PyTorch."""
+"""facerestore: blind face restoration (the GFPGAN family) in plain PyTorch.
+
+The public names are imported lazily, so ``import facerestore`` is cheap and has no side effects.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "facerestore.loading",
+    "CheckpointError": "facerestore.loading",
+    "Restorer": "facerestore.restorer",
+    "Upsampler": "facerestore.upsampler",
+    "load_detector": "facerestore.face.detectors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .face.detectors import load_detector
+    from .loading import CheckpointError, load_model
+    from .restorer import Restorer
+    from .upsampler import Upsampler
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facerestore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
