@@ -1,0 +1,1 @@
+"""Face detection, landmarks, alignment and paste-back."""
