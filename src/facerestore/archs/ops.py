@@ -1,0 +1,92 @@
+"""StyleGAN2's two custom ops in plain PyTorch: ``upfirdn2d`` and ``fused_leaky_relu``.
+
+The official code ships CUDA extensions for both (and falls back to a slow reference on CPU).
+Here both are built from ordinary differentiable PyTorch ops, so they run on any device and
+support double backward (needed by R1 / path-length penalties). ``_upfirdn2d_ref`` is the
+literal definition, kept beside the fast path for tests.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
+    """Upsample, FIR-filter and downsample a batch of images (``scipy.signal.upfirdn`` in 2-D).
+
+    Per channel: insert ``up - 1`` zeros after every pixel, pad by ``pad = (p0, p1)`` on both
+    axes (negative values crop), convolve with ``kernel`` (a true convolution: the kernel is
+    flipped), then keep every ``down``-th pixel.
+
+    Args:
+        x: (B, C, H, W) images.
+        kernel: (kh, kw) FIR filter.
+        up, down: integer up- and down-sampling factors (same for both axes).
+        pad: padding before filtering, in upsampled pixels, applied to top/left and bottom/right.
+
+    Returns:
+        (B, C, H', W') with ``H' = (H * up + p0 + p1 - kh) // down + 1`` (W' alike).
+
+    Instead of materialising the zero-stuffed image, upsampling uses a strided transposed
+    convolution (the same sum without the zeros) and downsampling a strided convolution.
+    """
+    b, c, h, w = x.shape
+    kh, kw = kernel.shape
+    p0, p1 = pad
+    y = x.reshape(b * c, 1, h, w)  # every channel filtered on its own
+    f = kernel.to(dtype=x.dtype, device=x.device)[None, None]  # (1, 1, kh, kw)
+    if up > 1:
+        # conv_transpose2d(stride=up) is the full convolution of the zero-stuffed image with f;
+        # its index m is index m - (k - 1) + p0 of the padded reference, hence the (crop) pads.
+        y = F.conv_transpose2d(y, f, stride=up)
+        y = F.pad(y, [p0 - kw + 1, p1 + up - kw, p0 - kh + 1, p1 + up - kh])
+        y = y[:, :, ::down, ::down]
+    else:
+        y = F.pad(y, [p0, p1, p0, p1])
+        y = F.conv2d(y, f.flip([2, 3]), stride=down)
+    return y.reshape(b, c, y.shape[2], y.shape[3])
+
+
+def _upfirdn2d_ref(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
+    """``upfirdn2d`` spelled out step by step (slow, for tests)."""
+    b, c, h, w = x.shape
+    p0, p1 = pad
+    # 1. zero-stuff: (B, C, H, 1, W, 1) -> pad the singleton axes to `up` -> (B, C, H*up, W*up)
+    y = x.reshape(b, c, h, 1, w, 1)
+    y = F.pad(y, [0, up - 1, 0, 0, 0, up - 1])
+    y = y.reshape(b, c, h * up, w * up)
+    # 2. pad (negative pads crop)
+    y = F.pad(y, [p0, p1, p0, p1])
+    # 3. FIR filter: correlation with the flipped kernel is convolution with the kernel
+    f = kernel.to(x.dtype).flip([0, 1])[None, None]
+    y = F.conv2d(y.reshape(b * c, 1, y.shape[2], y.shape[3]), f)
+    # 4. decimate
+    y = y[:, :, ::down, ::down]
+    return y.reshape(b, c, y.shape[2], y.shape[3])
+
+
+def fused_leaky_relu(x: Tensor, bias: Tensor | None = None, negative_slope: float = 0.2,
+                     scale: float = 2**0.5) -> Tensor:
+    """``leaky_relu(x + bias) * scale``, with ``bias`` (C,) added along dim 1 of x (B, C, ...).
+
+    The official CUDA kernel fuses these three steps; unfused they are the same arithmetic and
+    autograd handles every order of derivative. ``scale = sqrt(2)`` keeps the activation's
+    second moment at 1 for unit-Gaussian input ("equalized learning rate").
+    """
+    if bias is not None:
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+    return F.leaky_relu(x, negative_slope) * scale
+
+
+class FusedLeakyReLU(nn.Module):
+    """A learned per-channel bias followed by ``fused_leaky_relu`` (official parameter: ``bias``)."""
+
+    def __init__(self, channel: int, negative_slope: float = 0.2, scale: float = 2**0.5):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channel))
+        self.negative_slope = negative_slope
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
