@@ -6,6 +6,10 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
+# One thread: the test models are tiny, and on a shared 2-core runner extra threads only spin.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -20,8 +20,11 @@ Noise buffers, the constant input and the ToRGB biases are copied unchanged.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import re
+from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
@@ -96,3 +99,51 @@ def bilinear_to_clean(state_dict: Mapping[str, Tensor], lr_mlp: float = 0.01) ->
         else:
             raise ValueError(f"not a GFPGANBilinear state dict: unexpected entry {key!r}")
     return out
+
+
+def convert_file(src: str | Path, dst: str | Path, *, check_size: int | None = None) -> str:
+    """Convert a GFPGANBilinear weights file into a GFPGANv1Clean one; returns a one-line report.
+
+    The result is written atomically as ``{'params_ema': state_dict}`` (``.pth``) or as
+    safetensors, after checking that it loads strictly and that both models give the same image
+    (stored noise) on a fixed random input of ``check_size`` pixels (default: the model's size).
+    """
+    from .archs.gfpgan import GFPGANBilinear, GFPGANv1Clean
+    from .loading import CheckpointError, canonicalize, detect_architecture, read_checkpoint
+
+    src, dst = Path(src), Path(dst)
+    state = canonicalize(read_checkpoint(src))
+    rule, kwargs = detect_architecture(state)
+    # GFPGANv1 and GFPGANBilinear have identical entries; either way the tensors are bilinear-layout.
+    if rule.name not in ("GFPGANBilinear", "GFPGANv1"):
+        raise CheckpointError(f"{src}: is {rule.name}, not a GFPGANBilinear checkpoint")
+    shared = {k: v for k, v in kwargs.items() if k in inspect.signature(GFPGANv1Clean).parameters}
+    bilinear = GFPGANBilinear(**{**shared, "lr_mlp": kwargs.get("lr_mlp", 0.01)}).eval()
+    bilinear.load_state_dict(state, strict=True)
+    clean_state = bilinear_to_clean(state, lr_mlp=kwargs.get("lr_mlp", 0.01))
+    clean = GFPGANv1Clean(**shared).eval()
+    clean.load_state_dict(clean_state, strict=True)
+
+    size = check_size or shared.get("out_size", 512)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        expected = bilinear(x, return_rgb=False, randomize_noise=False)[0]
+        got = clean(x, return_rgb=False, randomize_noise=False)[0]
+    diff = (expected - got).abs().max().item()
+    if diff > 1e-3 * max(1.0, expected.abs().max().item()):
+        raise RuntimeError(f"conversion check failed: outputs differ by {diff:.3g}")
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        if dst.suffix.lower() == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in clean_state.items()}, str(tmp))
+        else:
+            torch.save({"params_ema": clean_state}, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return (f"{src.name} (GFPGANBilinear, {len(state)} tensors) -> {dst} (GFPGANv1Clean); "
+            f"max output difference {diff:.2g}")
