@@ -106,3 +106,40 @@ def test_unknown_name_lists_known_models(tmp_path, monkeypatch):
 def test_every_rule_has_a_unique_name():
     names = [rule.name for rule in loading._rules()]
     assert len(names) == len(set(names))
+
+
+def test_zoo_names_resolve_through_the_cache(tmp_path, monkeypatch):
+    from facerestore import zoo
+    from facerestore.archs.retinaface import RetinaFace
+    from facerestore.face.detectors import load_detector
+    from facerestore.face.mtcnn import MTCNNDetector
+    from facerestore.face.retinaface import RetinaFaceDetector
+
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+    monkeypatch.chdir(tmp_path)
+    # Before the file is there: "auto" falls back to the built-in detector, a named one explains.
+    assert isinstance(load_detector("auto"), MTCNNDetector)
+    with pytest.raises(Exception, match="detection_mobilenet0.25_Final.pth"):
+        load_detector("retinaface-mobilenet0.25")
+    net = RetinaFace(network_name="mobile0.25")
+    torch.save(net.state_dict(), tmp_path / "detection_mobilenet0.25_Final.pth")  # bare, as released
+    loaded = loading.load_model("retinaface-mobilenet0.25")
+    assert isinstance(loaded, RetinaFace)
+    assert isinstance(load_detector("retinaface-mobilenet0.25"), RetinaFaceDetector)
+
+
+def test_models_verify_flags_a_corrupted_cached_file(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    from facerestore import cli, zoo
+
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "RestoreFormer.pth").write_bytes(b"good bytes")
+    (tmp_path / "RestoreFormer.pth.sha256").write_text(hashlib.sha256(b"good bytes").hexdigest())
+    assert cli.main(["models", "--verify"]) == 0
+    assert "ok" in capsys.readouterr().out
+    (tmp_path / "RestoreFormer.pth").write_bytes(b"bad bytes!")
+    assert cli.main(["models", "--verify"]) == 1
+    assert "BAD" in capsys.readouterr().out
