@@ -1,0 +1,171 @@
+"""The whole-photo pipeline with stand-in networks: geometry, weight, image kinds, landmarks."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from facerestore.restorer import Restorer, is_grey
+
+# Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg.
+BLAKE_LANDMARKS = [
+    np.array([[150.7, 180.0], [215.0, 203.3], [170.0, 229.0], [132.7, 245.0], [180.0, 260.0]], np.float32),
+    np.array([[465.0, 159.3], [548.3, 175.0], [499.3, 213.3], [455.0, 237.3], [532.7, 254.0]], np.float32),
+]
+
+
+class IdentityFaceNet(nn.Module):
+    """Returns its input: 'restoration' that changes nothing, so pasting must give the input back."""
+
+    def forward(self, x, return_rgb=True, randomize_noise=True):
+        return x, []
+
+
+class ConstantFaceNet(nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x, return_rgb=True, randomize_noise=True):
+        return torch.full_like(x, self.value), []
+
+
+class NoDetector:
+    def detect(self, img, conf_threshold=0.97):
+        raise AssertionError("detection must be skipped when landmarks are given")
+
+
+class FixedDetector:
+    """Detects the given landmarks (so paths through detection are testable without weights)."""
+
+    def __init__(self, landmarks):
+        self.rows = []
+        for lm in landmarks:
+            x1, y1 = lm.min(0) - 20
+            x2, y2 = lm.max(0) + 20
+            self.rows.append(np.concatenate([[x1, y1, x2, y2, 0.99], lm.reshape(-1)]))
+
+    def detect(self, img, conf_threshold=0.97):
+        return np.array(self.rows, np.float32).reshape(-1, 15)
+
+
+def _restorer(net, upscale=1, detector=None, **kw) -> Restorer:
+    return Restorer(model=net, upscale=upscale, detector=detector or NoDetector(), parser=None, **kw)
+
+
+@pytest.fixture
+def blake(shared_data):
+    img = cv2.imread(str(shared_data / "photos" / "Blake_Lively.jpg"))
+    assert img is not None
+    return img
+
+
+def test_identity_restoration_pastes_the_photo_back(blake):
+    r = _restorer(IdentityFaceNet(), upscale=1)
+    cropped, restored, out = r.enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS)
+    assert len(cropped) == len(restored) == 2
+    assert all(c.shape == (512, 512, 3) and c.dtype == np.uint8 for c in cropped)
+    assert out.shape == blake.shape and out.dtype == np.uint8
+    diff = np.abs(out.astype(int) - blake.astype(int))
+    # Two bilinear warps blur a little and the paste truncates (as the official does); nothing moves.
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) < 20
+
+
+def test_upscale_two_doubles_the_image(blake):
+    r = _restorer(IdentityFaceNet(), upscale=2)
+    _, _, out = r.enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS)
+    assert out.shape == (blake.shape[0] * 2, blake.shape[1] * 2, 3)
+    back = cv2.resize(out, (blake.shape[1], blake.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(back.astype(int) - blake.astype(int)).mean() < 3
+
+
+def test_weight_blends_restored_and_input_faces(blake):
+    r = _restorer(ConstantFaceNet(-1.0))  # restores every face to black
+    crops, full, img_full = r.enhance(blake, weight=1.0, landmarks=BLAKE_LANDMARKS)
+    _, none, img_none = r.enhance(blake, weight=0.0, landmarks=BLAKE_LANDMARKS)
+    _, half, img_half = r.enhance(blake, weight=0.5, landmarks=BLAKE_LANDMARKS)
+    assert all((f == 0).all() for f in full)
+    assert all(np.array_equal(n, c) for n, c in zip(none, crops))
+    for h, c in zip(half, crops):
+        assert np.abs(h.astype(int) - np.round(c / 2).astype(int)).max() <= 1
+    # The knob reaches the output image, monotonically.
+    assert img_none.mean() > img_half.mean() > img_full.mean()
+
+
+def test_given_landmarks_skip_detection_and_detection_path_matches(blake):
+    with_landmarks = _restorer(IdentityFaceNet()).enhance(blake, landmarks=BLAKE_LANDMARKS)
+    detected = _restorer(IdentityFaceNet(), detector=FixedDetector(BLAKE_LANDMARKS)).enhance(blake)
+    for a, b in zip(with_landmarks[0], detected[0]):
+        assert np.array_equal(a, b)
+    assert np.array_equal(with_landmarks[2], detected[2])
+
+
+def test_only_center_face_keeps_one(blake):
+    r = _restorer(IdentityFaceNet(), detector=FixedDetector(BLAKE_LANDMARKS))
+    cropped, _, _ = r.enhance(blake, only_center_face=True)
+    assert len(cropped) == 1
+
+
+def test_aligned_input_is_restored_directly():
+    face = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    r = _restorer(IdentityFaceNet())
+    cropped, restored, out = r.enhance(face, has_aligned=True, weight=1)
+    assert out is None and cropped[0].shape == (512, 512, 3)
+    assert np.abs(restored[0].astype(int) - cropped[0].astype(int)).max() <= 1
+
+
+def test_grey_input_comes_back_grey(blake):
+    grey = cv2.cvtColor(blake, cv2.COLOR_BGR2GRAY)
+    r = _restorer(ConstantFaceNet(0.3), upscale=2)  # a coloured-ish constant face
+    _, _, out = r.enhance(grey, landmarks=BLAKE_LANDMARKS)
+    assert out.ndim == 2 and out.shape == (grey.shape[0] * 2, grey.shape[1] * 2)
+    as_colour = np.dstack([grey] * 3)
+    _, _, out3 = r.enhance(as_colour, landmarks=BLAKE_LANDMARKS)
+    assert out3.shape[2] == 3 and is_grey(out3)
+    colour = Restorer(model=ConstantFaceNet(0.3), detector=NoDetector(), parser=None, keep_grey=False)
+    assert colour.enhance(grey, landmarks=BLAKE_LANDMARKS)[2].ndim == 3
+
+
+def test_alpha_is_kept_and_upscaled(blake):
+    alpha = np.zeros(blake.shape[:2], np.uint8)
+    alpha[:, : blake.shape[1] // 2] = 255
+    bgra = np.dstack([blake, alpha])
+    _, _, out = _restorer(IdentityFaceNet(), upscale=2).enhance(bgra, landmarks=BLAKE_LANDMARKS)
+    assert out.shape == (blake.shape[0] * 2, blake.shape[1] * 2, 4)
+    assert out[:, : blake.shape[1] - 10, 3].min() == 255 and out[:, blake.shape[1] + 10:, 3].max() == 0
+
+
+def test_sixteen_bit_stays_sixteen_bit(blake):
+    img16 = blake.astype(np.uint16) * 257
+    r = _restorer(ConstantFaceNet(0.2))
+    _, _, out = r.enhance(img16, weight=1, landmarks=BLAKE_LANDMARKS)
+    _, _, out8 = r.enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS)
+    assert out.dtype == np.uint16 and out.shape == blake.shape
+    # Same picture as the 8-bit run, at 16-bit scale (faces restored at 8-bit precision).
+    assert np.abs(out.astype(float) / 257 - out8).max() <= 1.5
+
+
+def test_batched_faces_equal_one_at_a_time(blake):
+    one = _restorer(ConstantFaceNet(0.1), batch_size=1).enhance(blake, landmarks=BLAKE_LANDMARKS)
+    many = _restorer(ConstantFaceNet(0.1), batch_size=8).enhance(blake, landmarks=BLAKE_LANDMARKS)
+    assert np.array_equal(one[2], many[2])
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.float32), np.zeros((10, 10, 2), np.uint8),
+                                 np.zeros((1, 10, 3), np.uint8), "photo.jpg"])
+def test_bad_arrays_are_refused_clearly(bad):
+    with pytest.raises((TypeError, ValueError)):
+        _restorer(IdentityFaceNet()).enhance(bad)
+
+
+def test_no_face_gives_the_upscaled_background():
+    img = np.full((64, 80, 3), 120, np.uint8)
+
+    class Empty:
+        def detect(self, img, conf_threshold=0.97):
+            return np.zeros((0, 15), np.float32)
+
+    cropped, restored, out = _restorer(IdentityFaceNet(), upscale=2, detector=Empty()).enhance(img)
+    assert cropped == [] and restored == [] and out.shape == (128, 160, 3)
