@@ -32,6 +32,7 @@ Memory: the input and output images live on ``device``; the network sees one til
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -49,7 +50,8 @@ class Upsampler:
     """Upscale images with ``model``, optionally tile by tile.
 
     Args:
-        model: maps ``(1, 3, H, W)`` RGB in [0, 1] to ``(1, 3, s*H, s*W)``; put in eval mode.
+        model: a zoo name (``realesrgan-x2plus``), a weights file, or a module mapping
+            ``(1, 3, H, W)`` RGB in [0, 1] to ``(1, 3, s*H, s*W)``; put in eval mode.
         tile: core tile size in input pixels; 0 runs the whole image at once.
         tile_pad: real context around each tile, in input pixels (see the module docstring).
         pre_pad: reflect padding added right and bottom before the network and cut after it
@@ -63,7 +65,7 @@ class Upsampler:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | str | Path,
         tile: int = 0,
         tile_pad: int = DEFAULT_TILE_PAD,
         pre_pad: int = 0,
@@ -71,6 +73,10 @@ class Upsampler:
         scale: int | None = None,
         alpha_upsampler: AlphaUpsampler = "model",
     ) -> None:
+        if not isinstance(model, nn.Module):
+            from .loading import load_model
+
+            model = load_model(model, device)
         if scale is None:
             scale = getattr(model, "scale", None)
             if scale is None:
