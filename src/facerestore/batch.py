@@ -154,9 +154,11 @@ def run_restore(args: argparse.Namespace) -> int:
 
     summary = BatchSummary(files=len(files))
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         restorer = _build_restorer(args)
+    for warning in caught:  # one readable line each, not Python's warning format
+        print(f"note: {warning.message}", file=sys.stderr)
     for path in tqdm(files, desc="restoring", unit="img", disable=len(files) < 2 or not sys.stderr.isatty()):
         try:
             n = restore_file(restorer, path, out_dir, args, protected)

@@ -115,8 +115,8 @@ class Restorer:
         except ModelUnavailableError as exc:
             if not (isinstance(parser, str) and parser.lower() == "parsenet"):
                 raise
-            warnings.warn(f"ParseNet weights are unavailable, pasting with the soft square mask instead. "
-                          f"{str(exc).splitlines()[-1]}", stacklevel=3)
+            warnings.warn("faces are pasted with the soft square mask because the ParseNet weights are "
+                          "unavailable: " + " ".join(str(exc).split("\n")), stacklevel=3)
             return None
 
     def _load_upsampler(self, bg_upsampler, bg_tile: int, allow_download: bool):
