@@ -22,15 +22,6 @@ TINY = dict(out_size=32, num_style_feat=32, narrow=1 / 16, num_mlp=2, input_is_l
             sft_half=True, fix_decoder=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine threads spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Perturb every parameter and buffer so that zero-initialised biases and noise strengths count."""
     g = torch.Generator().manual_seed(seed)

@@ -25,12 +25,7 @@ EXPECTED = {"photos/00.jpg": 2, "photos/10045.png": 3, "photos/Blake_Lively.jpg"
 
 @pytest.fixture(scope="module")
 def detector():
-    # One thread: these small convs gain little from more, and on a busy 2-core machine extra
-    # threads mostly spin (5-10x the CPU time measured here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield MTCNNDetector()
-    torch.set_num_threads(threads)
+    return MTCNNDetector()  # conftest runs the suite on one thread
 
 
 # --- weights -------------------------------------------------------------------------------------
