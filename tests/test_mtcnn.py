@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from facerestore.archs.mtcnn import MTCNN, ONet, PNet, RNet
-from facerestore.face.mtcnn import MTCNNDetector, mtcnn_state_dict, nms
+from facerestore.face.mtcnn import MTCNNDetector, mtcnn_state_dict
+from facerestore.face.nms import nms
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],

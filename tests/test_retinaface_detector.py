@@ -9,8 +9,16 @@ import torch
 from torch import nn
 
 from facerestore.archs.retinaface import RetinaFace
-from facerestore.face.retinaface import (MEAN_BGR, RetinaFaceDetector, decode_boxes, decode_landmarks, nms,
-                                         postprocess, prior_boxes, resize_factor)
+from facerestore.face.nms import nms
+from facerestore.face.retinaface import (
+    MEAN_BGR,
+    RetinaFaceDetector,
+    decode_boxes,
+    decode_landmarks,
+    postprocess,
+    prior_boxes,
+    resize_factor,
+)
 
 
 def test_prior_boxes_match_direct_formula():

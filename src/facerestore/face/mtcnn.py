@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from facerestore.archs.mtcnn import MTCNN
+from facerestore.face.nms import nms
 
 WEIGHTS_FILE = "mtcnn.npz"
 
@@ -27,34 +28,6 @@ def mtcnn_state_dict() -> dict[str, torch.Tensor]:
     with resources.as_file(resources.files("facerestore") / "data" / WEIGHTS_FILE) as path:
         with np.load(path, allow_pickle=False) as npz:
             return {name: torch.from_numpy(npz[name].copy()) for name in npz.files}
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *,
-        mode: str = "union", pixel_inclusive: bool = False) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first.
-
-    boxes (K, 4) as x1, y1, x2, y2. A box is dropped when its overlap with a kept box is
-    > iou_threshold. mode "union": intersection / union; "min": intersection / smaller area.
-    pixel_inclusive adds 1 to widths and heights (the MATLAB convention of MTCNN's last stage);
-    without it the areas are torchvision's (x2 - x1) * (y2 - y1).
-    """
-    one = 1.0 if pixel_inclusive else 0.0
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1 + one) * (y2 - y1 + one)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size > 0:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        inter_w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
-        inter_h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
-        inter = inter_w * inter_h
-        if mode == "min":
-            overlap = inter / np.minimum(areas[i], areas[rest])
-        else:
-            overlap = inter / (areas[i] + areas[rest] - inter)
-        order = rest[overlap <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _nms_t(boxes: torch.Tensor, iou_threshold: float, **kwargs) -> torch.Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from facerestore.archs.retinaface import RetinaFace
+from facerestore.face.nms import nms
 
 # Anchor layout and box coding shared by both released networks (facexlib's cfg_mnet / cfg_re50).
 MIN_SIZES: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))  # pixels, per level
@@ -65,31 +66,6 @@ def decode_landmarks(pre: torch.Tensor, priors: torch.Tensor,
     """(P, 10) regressions -> (P, 10) points (x0, y0, ..., x4, y4), normalised like the priors."""
     offsets = pre.reshape(-1, 5, 2) * variances[0] * priors[:, None, 2:]
     return (priors[:, None, :2] + offsets).reshape(-1, 10)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, highest score first.
-
-    Same rule as torchvision.ops.nms: visit boxes by descending score (stable for ties), drop every
-    later box whose IoU with a kept box is > iou_threshold. Areas are (x2 - x1) * (y2 - y1), no +1.
-    """
-    boxes = np.asarray(boxes, dtype=np.float32)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    suppressed = np.zeros(len(boxes), dtype=bool)
-    keep = []
-    for idx, i in enumerate(order):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        rest = order[idx + 1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)  # float32, compared in float64 as torchvision
-        suppressed[rest[iou.astype(np.float64) > iou_threshold]] = True
-    return np.asarray(keep, dtype=np.int64)
 
 
 def postprocess(loc: torch.Tensor, conf: torch.Tensor, landmarks: torch.Tensor, input_hw: tuple[int, int],
