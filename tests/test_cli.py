@@ -69,16 +69,18 @@ def test_bad_files_are_reported_and_the_rest_is_processed(shared_data, tiny_chec
     (inp / "truncated.png").write_bytes(good[: len(good) // 3])
     (inp / "empty.jpg").write_bytes(b"")
     (inp / "notes.jpg").write_text("not an image")
+    cv2.imwrite(str(inp / "huge.png"), np.zeros((800, 800, 3), np.uint8))  # over the limit below
     out = tmp_path / "out"
-    assert _restore(inp, out, tiny_checkpoint, "--aligned") == 1
+    assert _restore(inp, out, tiny_checkpoint, "--aligned", "--max-pixels", "300000") == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
-    for name in ("truncated.png", "empty.jpg", "notes.jpg"):
+    for name in ("truncated.png", "empty.jpg", "notes.jpg", "huge.png"):
         assert sum(name in line for line in captured.err.splitlines()) == 1
     produced = {p.name for p in out.rglob("*") if p.is_file()}
     assert produced == {"good_00.png"}  # in cropped_faces, restored_faces and cmp; nothing for bad files
     assert len(list(out.rglob("*.png"))) == 3
-    assert "1/4 files restored" in captured.out and "3 failed" in captured.out
+    assert "exceeds the limit" in captured.err
+    assert "1/5 files restored" in captured.out and "4 failed" in captured.out
 
 
 def test_output_into_the_input_folder_never_touches_inputs(shared_data, tiny_checkpoint, tmp_path):

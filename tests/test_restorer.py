@@ -186,3 +186,32 @@ def test_background_upsampler_from_a_weights_file(blake, tmp_path):
     # Not the plain resize: the (random) network really made the background.
     resized = _restorer(IdentityFaceNet(), upscale=2).enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS)[2]
     assert np.abs(a.astype(int) - resized.astype(int)).mean() > 5
+
+
+def test_stored_noise_by_default_and_seeded_fresh_noise(blake):
+    from facerestore.archs.gfpgan import GFPGANv1Clean
+
+    torch.manual_seed(0)
+    net = GFPGANv1Clean(out_size=512, num_style_feat=32, channel_multiplier=1, num_mlp=1, narrow=1 / 16,
+                        input_is_latent=True, different_w=True, sft_half=True)
+    with torch.no_grad():  # make the noise matter: default noise strengths are 0
+        for name, p in net.named_parameters():
+            if ".style_convs." in name and name.endswith(".weight") and p.numel() == 1:  # noise strength
+                p.fill_(0.5)
+
+    def faces(seed):
+        r = Restorer(model=net, detector=NoDetector(), parser=None, seed=seed)
+        return r.enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS[:1])[1][0]
+
+    stored_a, stored_b = faces(None), faces(None)
+    seeded_a, seeded_b, other = faces(7), faces(7), faces(8)
+    assert np.array_equal(stored_a, stored_b)          # deterministic by default
+    assert np.array_equal(seeded_a, seeded_b)          # a seed reproduces its noise
+    assert not np.array_equal(seeded_a, other)         # and different seeds differ
+    assert not np.array_equal(seeded_a, stored_a)
+    # Seeding does not disturb the caller's random stream.
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    faces(7)
+    assert torch.equal(torch.rand(3), expected)
