@@ -120,7 +120,7 @@ def _run_models(args: argparse.Namespace) -> int:
     if args.download:
         return status
     print(f"cache: {zoo.cache_dir()}")
-    print(f"{'name':26} {'file':36} {'size':>10}  status")
+    print(f"{'name':26} {'file':36} {'size':>10}  {'what':48} status")
     for entry in zoo.MODELS:
         path = zoo.locate(entry)
         state = "-" if path is None else str(path)
@@ -130,7 +130,8 @@ def _run_models(args: argparse.Namespace) -> int:
                 state = f"ok  {path}"
             except zoo.ChecksumError as exc:
                 state, status = f"BAD {exc}", 1
-        print(f"{entry.name:26} {entry.filename:36} {_human(entry.size):>10}  {state}")
+        print(f"{entry.name:26} {entry.filename:36} {_human(entry.size):>10}  {entry.description[:48]:48} {state}")
+    print(f"{'mtcnn':26} {'(built in)':36} {'1.9 MiB':>10}  {'offline face detector, shipped with the package':48} ok")
     return status
 
 

@@ -58,7 +58,7 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("v1.3", "GFPGANv1.3.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.3.pth",
                "GFPGANv1Clean", _GFPGAN_CLEAN,
                sha256="c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
-               description="more natural results; better on very low and high quality", aliases=("1.3",)),
+               description="more natural; robust to very low or high quality", aliases=("1.3",)),
     ModelEntry("v1.4", "GFPGANv1.4.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
                "GFPGANv1Clean", _GFPGAN_CLEAN,
                sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad", size=348632874,
