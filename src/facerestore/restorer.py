@@ -78,7 +78,8 @@ class Restorer:
         device: torch device for every network.
         seed: ``None`` uses the model's stored StyleGAN noise (deterministic, the default);
             an integer draws fresh noise from that seed, the same for every call.
-        batch_size: faces restored per network call.
+        batch_size: faces restored per network call; by default 4 on CUDA and 1 on CPU, where
+            batching measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
         eye_dist_threshold: faces whose eyes are closer than this (pixels) are skipped.
         keep_grey: grey input comes back grey (set False to keep the network's colours).
         allow_download: fetch missing zoo weights on first use.
@@ -88,13 +89,15 @@ class Restorer:
                  bg_upsampler: str | Path | nn.Module | None = None, bg_tile: int = 400,
                  detector: str | Path | nn.Module | FaceDetector = "auto",
                  parser: str | Path | nn.Module | None = "parsenet", device: str | torch.device = "cpu", *,
-                 seed: int | None = None, batch_size: int = 4, eye_dist_threshold: float = 5,
+                 seed: int | None = None, batch_size: int | None = None, eye_dist_threshold: float = 5,
                  keep_grey: bool = True, allow_download: bool = True) -> None:
         if upscale < 1:
             raise ValueError(f"upscale must be >= 1, got {upscale}")
         self.device = torch.device(device)
         self.upscale = upscale
         self.seed = seed
+        if batch_size is None:
+            batch_size = 4 if self.device.type == "cuda" else 1
         self.batch_size = max(1, int(batch_size))
         self.eye_dist_threshold = eye_dist_threshold
         self.keep_grey = keep_grey
