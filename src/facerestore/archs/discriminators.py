@@ -35,7 +35,8 @@ class ConvLayer(nn.Sequential):
         layers.append(EqualConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                   bias=bias and not activate))
         if activate:
-            layers.append(FusedLeakyReLU(out_channels) if bias else ScaledLeakyReLU(0.2))
+            # in place on the fresh conv output
+            layers.append(FusedLeakyReLU(out_channels, inplace=True) if bias else ScaledLeakyReLU(0.2, inplace=True))
         super().__init__(*layers)
 
 
@@ -50,7 +51,7 @@ class ResBlock(nn.Module):
                               bias=False, activate=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        return self.skip(x).add_(self.conv2(self.conv1(x))).div_(math.sqrt(2))  # in place on the fresh skip
 
 
 class StyleGAN2Discriminator(nn.Module):

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .discriminators import ConvLayer, ResBlock
-from .ops import FusedLeakyReLU
+from .ops import FusedLeakyReLU, records_grad
 from .stylegan2 import (EqualConv2d, EqualLinear, ScaledLeakyReLU, StyleGAN2Generator, StyleGAN2GeneratorBilinear,
                         StyleGAN2GeneratorClean, stylegan_channels)
 
@@ -38,7 +38,7 @@ class ConvLReLU(nn.Conv2d):
     """nn.Conv2d followed by leaky_relu(0.2); entries ``weight``, ``bias`` as a plain conv."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(super().forward(x), 0.2)
+        return F.leaky_relu_(super().forward(x), 0.2)  # in place on the fresh conv output
 
 
 class CleanResBlock(nn.Module):
@@ -52,11 +52,13 @@ class CleanResBlock(nn.Module):
         self.scale_factor = {"down": 0.5, "up": 2.0}[mode]
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.leaky_relu(self.conv1(x), 0.2)
+        # In place on fresh conv outputs. The sum goes into the skip conv's output: the in-place
+        # leaky ReLU saved ``out`` for its backward.
+        out = F.leaky_relu_(self.conv1(x), 0.2)
         out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        out = F.leaky_relu(self.conv2(out), 0.2)
+        out = F.leaky_relu_(self.conv2(out), 0.2)
         x = F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        return out + self.skip(x)
+        return self.skip(x).add_(out)
 
 
 # ----------------------------------------------------------------------------- equalized layers
@@ -72,7 +74,8 @@ class ConvUpLayer(nn.Module):
         # with an activation, the bias lives in FusedLeakyReLU
         self.bias = nn.Parameter(torch.full((out_channels,), float(bias_init_val))) if bias and not activate else None
         if activate:
-            self.activation = FusedLeakyReLU(out_channels) if bias else ScaledLeakyReLU(0.2)
+            # in place on the fresh conv output
+            self.activation = FusedLeakyReLU(out_channels, inplace=True) if bias else ScaledLeakyReLU(0.2, inplace=True)
         else:
             self.activation = None
 
@@ -92,7 +95,7 @@ class ResUpBlock(nn.Module):
         self.skip = ConvUpLayer(in_channels, out_channels, 1, bias=False, activate=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        return self.skip(x).add_(self.conv2(self.conv1(x))).div_(math.sqrt(2))  # in place on the fresh skip
 
 
 # ----------------------------------------------------------------------------- layer kits
@@ -116,7 +119,7 @@ class _CleanKit:
         return nn.Linear(cin, cout)
 
     def sft_branch(self, c: int, c_out: int, bias_init: float) -> nn.Module:  # default init, as official
-        return nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(c, c_out, 3, 1, 1))
+        return nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(c, c_out, 3, 1, 1))
 
 
 class _EqualizedKit:
@@ -141,7 +144,7 @@ class _EqualizedKit:
         return EqualLinear(cin, cout)
 
     def sft_branch(self, c: int, c_out: int, bias_init: float) -> nn.Module:
-        return nn.Sequential(EqualConv2d(c, c, 3, padding=1), ScaledLeakyReLU(0.2),
+        return nn.Sequential(EqualConv2d(c, c, 3, padding=1), ScaledLeakyReLU(0.2, inplace=True),
                              EqualConv2d(c, c_out, 3, padding=1, bias_init_val=bias_init))
 
 
@@ -203,7 +206,8 @@ class _GFPGAN(nn.Module):
 
         conditions, out_rgbs = [], []
         for i, block in enumerate(self.conv_body_up):
-            feat = block(feat + unet_skips[i])
+            # feat is read by nothing else now; with autograd it may be saved (in-place leaky ReLU)
+            feat = block(feat + unet_skips[i] if records_grad(feat, unet_skips[i]) else feat.add_(unet_skips[i]))
             conditions += [self.condition_scale[i](feat), self.condition_shift[i](feat)]
             if return_rgb:
                 out_rgbs.append(self.toRGB[i](feat))

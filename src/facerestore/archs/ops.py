@@ -66,27 +66,47 @@ def _upfirdn2d_ref(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: t
     return y.reshape(b, c, y.shape[2], y.shape[3])
 
 
+def records_grad(*tensors: Tensor) -> bool:
+    """Whether autograd records ops on these tensors, which rules out some in-place shortcuts."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def fused_leaky_relu(x: Tensor, bias: Tensor | None = None, negative_slope: float = 0.2,
-                     scale: float = 2**0.5) -> Tensor:
+                     scale: float = 2**0.5, inplace: bool = False) -> Tensor:
     """``leaky_relu(x + bias) * scale``, with ``bias`` (C,) added along dim 1 of x (B, C, ...).
 
     The official CUDA kernel fuses these three steps; unfused they are the same arithmetic and
     autograd handles every order of derivative. ``scale = sqrt(2)`` keeps the activation's
     second moment at 1 for unit-Gaussian input ("equalized learning rate").
+
+    ``inplace=True`` lets the function overwrite ``x`` (pass it only for a fresh tensor nobody
+    else reads, such as a conv output). Large fresh tensors are costly on CPU (page faults), so
+    each step reuses a buffer where autograd allows: the leaky ReLU runs in place only when no
+    gradient is recorded, as its in-place backward needs its output, which the scaling overwrites.
     """
     if bias is not None:
-        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
-    return F.leaky_relu(x, negative_slope) * scale
+        bias = bias.view(1, -1, *([1] * (x.ndim - 2)))
+        x = x.add_(bias) if inplace else x + bias
+        inplace = True  # x is now a fresh tensor of ours
+    if inplace and not records_grad(x):
+        return F.leaky_relu_(x, negative_slope).mul_(scale)
+    # out of place, leaky_relu saves its input for backward, so scaling its output in place is safe
+    return F.leaky_relu(x, negative_slope).mul_(scale)
 
 
 class FusedLeakyReLU(nn.Module):
-    """A learned per-channel bias followed by ``fused_leaky_relu`` (official parameter: ``bias``)."""
+    """A learned per-channel bias followed by ``fused_leaky_relu`` (official parameter: ``bias``).
 
-    def __init__(self, channel: int, negative_slope: float = 0.2, scale: float = 2**0.5):
+    ``inplace=True`` overwrites the input, as ``nn.LeakyReLU(inplace=True)``: use it only after a
+    layer whose fresh output nothing else reads.
+    """
+
+    def __init__(self, channel: int, negative_slope: float = 0.2, scale: float = 2**0.5, inplace: bool = False):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel))
         self.negative_slope = negative_slope
         self.scale = scale
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, self.inplace)

@@ -45,14 +45,15 @@ class ReluLayer(nn.Module):
     def __init__(self, channels: int, relu_type: str = "relu") -> None:
         super().__init__()
         relu_type = relu_type.lower()
+        # In place: ConvLayer applies it to the fresh output of its norm (or conv).
         if relu_type == "relu":
-            self.func: nn.Module = nn.ReLU()
+            self.func: nn.Module = nn.ReLU(inplace=True)
         elif relu_type == "leakyrelu":
-            self.func = nn.LeakyReLU(0.2)
+            self.func = nn.LeakyReLU(0.2, inplace=True)
         elif relu_type == "prelu":
             self.func = nn.PReLU(channels)
         elif relu_type == "selu":
-            self.func = nn.SELU()
+            self.func = nn.SELU(inplace=True)
         elif relu_type == "none":
             self.func = nn.Identity()
         else:
@@ -97,7 +98,7 @@ class ResidualBlock(nn.Module):
         self.conv2 = ConvLayer(c_out, c_out, 3, scale2, norm_type=norm_type, relu_type="none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut_func(x) + self.conv2(self.conv1(x))
+        return self.conv2(self.conv1(x)).add_(self.shortcut_func(x))  # conv2's fresh norm output
 
 
 class ParseNet(nn.Module):

@@ -65,10 +65,10 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        skip = x if self.nin_shortcut is None else self.nin_shortcut(x)
-        return skip + h
+        # in place on fresh norm / conv outputs (skip + h == h + skip exactly)
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h), inplace=True)))
+        return h.add_(x if self.nin_shortcut is None else self.nin_shortcut(x))
 
 
 class MultiHeadAttnBlock(nn.Module):
@@ -100,7 +100,7 @@ class MultiHeadAttnBlock(nn.Module):
 
         out = F.scaled_dot_product_attention(heads(self.q(y_n)), heads(self.k(x_n)), heads(self.v(x_n)))
         out = out.transpose(2, 3).reshape(b, c, h, w)  # heads back to channels, in order
-        return x + self.proj_out(out)
+        return self.proj_out(out).add_(x)  # in place on the fresh conv output
 
 
 class Downsample(nn.Module):
@@ -181,7 +181,7 @@ class MultiHeadEncoder(nn.Module):
             after_block_1 = self.mid.block_1(h)
             h = self.mid.block_2(self.mid.attn_1(after_block_1))
             skips = (after_block_1, h)
-        return self.conv_out(F.silu(self.norm_out(h))), skips
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True)), skips
 
 
 class MultiHeadDecoderTransformer(nn.Module):
@@ -219,7 +219,7 @@ class MultiHeadDecoderTransformer(nn.Module):
                     h = level.attn[j](h, skips[0])
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class RestoreFormer(nn.Module):

@@ -35,7 +35,7 @@ def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 
         nn.BatchNorm2d(c_out),
     ]
     if slope is not None:
-        layers.append(nn.LeakyReLU(slope))
+        layers.append(nn.LeakyReLU(slope, inplace=True))  # on BN's fresh output
     return nn.Sequential(*layers)
 
 
@@ -88,7 +88,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.relu(out.add_(identity))  # BN's fresh output; its backward does not need it
 
 
 class ResNet50Body(nn.Module):
@@ -129,8 +129,9 @@ class FPN(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         p1, p2, p3 = self.output1(feats[0]), self.output2(feats[1]), self.output3(feats[2])
-        p2 = self.merge2(p2 + F.interpolate(p3, size=p2.shape[-2:], mode="nearest"))
-        p1 = self.merge1(p1 + F.interpolate(p2, size=p1.shape[-2:], mode="nearest"))
+        # sums go into the fresh upsampled maps: p1, p2 are saved by their in-place leaky ReLUs
+        p2 = self.merge2(F.interpolate(p3, size=p2.shape[-2:], mode="nearest").add_(p2))
+        p1 = self.merge1(F.interpolate(p2, size=p1.shape[-2:], mode="nearest").add_(p1))
         return [p1, p2, p3]
 
 
@@ -149,7 +150,7 @@ class SSH(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b5_1 = self.conv5X5_1(x)
         b7 = self.conv7x7_3(self.conv7X7_2(b5_1))
-        return F.relu(torch.cat([self.conv3X3(x), self.conv5X5_2(b5_1), b7], dim=1))
+        return F.relu_(torch.cat([self.conv3X3(x), self.conv5X5_2(b5_1), b7], dim=1))
 
 
 class AnchorHead(nn.Module):

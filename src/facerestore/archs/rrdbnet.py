@@ -36,10 +36,12 @@ class ResidualDenseBlock(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [x]
-        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            feats.append(F.leaky_relu(conv(torch.cat(feats, 1)), 0.2))
-        return self.conv5(torch.cat(feats, 1)) * 0.2 + x
+        # Activations and the residual run in place on fresh conv outputs (their backward does
+        # not need them); conv1 reads x directly, as torch.cat of one tensor would copy it.
+        feats = [x, F.leaky_relu_(self.conv1(x), 0.2)]
+        for conv in (self.conv2, self.conv3, self.conv4):
+            feats.append(F.leaky_relu_(conv(torch.cat(feats, 1)), 0.2))
+        return self.conv5(torch.cat(feats, 1)).mul_(0.2).add_(x)
 
 
 class RRDB(nn.Module):
@@ -52,7 +54,7 @@ class RRDB(nn.Module):
         self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+        return self.rdb3(self.rdb2(self.rdb1(x))).mul_(0.2).add_(x)  # rdb3's output is fresh
 
 
 class RRDBNet(nn.Module):
@@ -88,7 +90,7 @@ class RRDBNet(nn.Module):
             # (B, C, H, W) -> (B, C*r*r, H/r, W/r); channel order (c, i, j) as in BasicSR.
             x = F.pixel_unshuffle(x, self.unshuffle)
         feat = self.conv_first(x)
-        feat = feat + self.conv_body(self.body(feat))
+        feat = self.conv_body(self.body(feat)).add_(feat)  # a + b == b + a exactly
         for conv in (self.conv_up1, self.conv_up2):  # two x2 steps: (h, w) -> (4h, 4w)
-            feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+            feat = F.leaky_relu_(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
+        return self.conv_last(F.leaky_relu_(self.conv_hr(feat), 0.2))

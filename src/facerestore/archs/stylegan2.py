@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
+from .ops import FusedLeakyReLU, fused_leaky_relu, records_grad, upfirdn2d
 
 # Channels per resolution at channel_multiplier=1, narrow=1.
 BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -54,7 +54,7 @@ class EqualLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         bias = None if self.bias is None else self.bias * self.lr_mul
         if self.activation == "fused_lrelu":
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias, inplace=True)
         return F.linear(x, self.weight * self.scale, bias)
 
 
@@ -74,14 +74,15 @@ class EqualConv2d(nn.Module):
 
 
 class ScaledLeakyReLU(nn.Module):
-    """leaky_relu(x) * sqrt(2), the bias-free FusedLeakyReLU."""
+    """leaky_relu(x) * sqrt(2), the bias-free FusedLeakyReLU (``inplace`` as there)."""
 
-    def __init__(self, negative_slope: float = 0.2):
+    def __init__(self, negative_slope: float = 0.2, inplace: bool = False):
         super().__init__()
         self.negative_slope = negative_slope
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, self.negative_slope) * math.sqrt(2)
+        return fused_leaky_relu(x, None, self.negative_slope, math.sqrt(2), self.inplace)
 
 
 class UpFirDn(nn.Module):
@@ -174,10 +175,12 @@ class ModulatedConv2d(nn.Module):
         """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W')."""
         b, c, h, w = x.shape
         s = self.modulation(style).view(b, 1, c, 1, 1)
-        weight = self.weight_gain * self.weight * s  # (B, Cout, Cin, k, k)
+        # (B, Cout, Cin, k, k); clean weights have gain 1.0, and 1.0 * w == w: skip that product
+        weight = self.weight * s if self.weight_gain == 1.0 else self.weight_gain * self.weight * s
         if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps)
-            weight = weight * demod.view(b, self.out_channels, 1, 1, 1)
+            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps).view(b, self.out_channels, 1, 1, 1)
+            # pow saved the modulated weights for its backward: in place only without autograd
+            weight = weight * demod if records_grad(weight) else weight.mul_(demod)
         k = self.kernel_size
         # Per-sample weights as one grouped conv: the batch goes into the channel axis.
         if self.resample_kernel is not None and self.sample_mode == "upsample":
@@ -214,21 +217,23 @@ class StyleConv(nn.Module):
             resample_kernel=resample_kernel, interpolation_mode=interpolation_mode)
         self.weight = nn.Parameter(torch.zeros(1))  # noise strength
         if equalized:
-            self.activate = FusedLeakyReLU(out_channels)
+            self.activate = FusedLeakyReLU(out_channels, inplace=True)
         else:
             self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
+        # The conv output is fresh and its backward does not need it, so the steps below run in
+        # place where autograd allows: a new full-size tensor per step costs more than its arithmetic.
         out = self.modulated_conv(x, style)
         if not self.equalized:
-            out = out * 2**0.5
+            out.mul_(2**0.5)
         if noise is None:  # fresh noise from the global RNG, (B, 1, H, W)
             b, _, h, w = out.shape
             noise = torch.randn(b, 1, h, w, device=out.device, dtype=out.dtype)
-        out = out + self.weight * noise
+        out.add_(self.weight * noise)
         if self.equalized:
-            return self.activate(out)
-        return F.leaky_relu(out + self.bias, 0.2)
+            return self.activate(out)  # built with inplace=True
+        return F.leaky_relu_(out.add_(self.bias), 0.2)
 
 
 class ToRGB(nn.Module):
@@ -243,9 +248,9 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: Tensor, style: Tensor, skip: Tensor | None = None) -> Tensor:
-        out = self.modulated_conv(x, style) + self.bias
+        out = self.modulated_conv(x, style).add_(self.bias)  # fresh conv output: in place
         if skip is not None:
-            out = out + (self.upsample(skip) if self.upsample is not None else skip)
+            out.add_(self.upsample(skip) if self.upsample is not None else skip)
         return out
 
 
@@ -333,7 +338,15 @@ class _StyleGAN2Base(nn.Module):
                           styles[1].unsqueeze(1).repeat(1, self.num_latent - inject_index, 1)], 1)
 
     def _sft(self, out: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-        """Spatial feature transform out * scale + shift, on the second half of channels if sft_half."""
+        """Spatial feature transform out * scale + shift, on the second half of channels if sft_half.
+
+        Without autograd it overwrites ``out`` (a StyleConv output nobody else has read yet); with
+        autograd it must not: the in-place leaky ReLU before it saved ``out`` for its backward.
+        """
+        if not records_grad(out, scale, shift):
+            target = out[:, out.size(1) // 2:] if self.sft_half else out
+            target.mul_(scale).add_(shift)
+            return out
         if not self.sft_half:
             return out * scale + shift
         same, sft = torch.split(out, out.size(1) // 2, dim=1)
