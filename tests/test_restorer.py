@@ -215,3 +215,19 @@ def test_stored_noise_by_default_and_seeded_fresh_noise(blake):
     torch.manual_seed(123)
     faces(7)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_face_tensor_conversion_is_the_official_arithmetic(blake):
+    """BGR uint8 → RGB [-1, 1] NCHW (contiguous, divided in float64) → net → clamp → round."""
+    from facerestore.archs.gfpgan import GFPGANv1Clean
+
+    torch.manual_seed(3)
+    net = GFPGANv1Clean(out_size=512, num_style_feat=32, channel_multiplier=1, num_mlp=1, narrow=1 / 16,
+                        input_is_latent=True, different_w=True, sft_half=True).eval()
+    face = cv2.resize(blake[100:400, 300:600], (512, 512))
+    x = torch.from_numpy((face / 255.0).astype(np.float32)[..., ::-1].transpose(2, 0, 1).copy())[None]
+    with torch.inference_mode():
+        y = net((x - 0.5) / 0.5, return_rgb=False, randomize_noise=False)[0][0].clamp(-1, 1)
+    expected = (((y + 1) / 2).permute(1, 2, 0).numpy()[..., ::-1] * 255.0).round().astype(np.uint8)
+    got = Restorer(model=net, detector=NoDetector(), parser=None).restore_faces([face])[0]
+    assert np.array_equal(got, expected)

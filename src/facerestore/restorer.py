@@ -148,8 +148,12 @@ class Restorer:
         """Aligned 512×512 BGR uint8 faces → restored BGR uint8 faces, in batches."""
         restored: list[np.ndarray] = []
         for start in range(0, len(faces), self.batch_size):
-            chunk = np.stack(faces[start:start + self.batch_size]).astype(np.float32) / 255.0
-            x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).to(self.device)  # (B,3,H,W) RGB
+            # Divide in float64 before going to float32, as the official img2tensor does: the
+            # float32 quotient differs in the last bit for some levels, enough to flip a rounding.
+            chunk = (np.stack(faces[start:start + self.batch_size]) / 255.0).astype(np.float32)
+            # Contiguous NCHW: a channels-last input sends convolutions down another oneDNN path
+            # whose sums differ in the last bits from the official ones.
+            x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).contiguous().to(self.device)
             x = (x - 0.5) / 0.5
             y = self._forward(x).float().clamp_(-1, 1)
             y = ((y + 1) / 2 * 255.0).round().permute(0, 2, 3, 1).cpu().numpy()[..., ::-1]  # (B,H,W,3) BGR
