@@ -231,3 +231,15 @@ def test_face_tensor_conversion_is_the_official_arithmetic(blake):
     expected = (((y + 1) / 2).permute(1, 2, 0).numpy()[..., ::-1] * 255.0).round().astype(np.uint8)
     got = Restorer(model=net, detector=NoDetector(), parser=None).restore_faces([face])[0]
     assert np.array_equal(got, expected)
+
+
+def test_single_channel_layouts_and_dark_sixteen_bit(blake):
+    grey = cv2.cvtColor(blake, cv2.COLOR_BGR2GRAY)
+    r = _restorer(ConstantFaceNet(0.0), upscale=1)
+    flat = r.enhance(grey, weight=1, landmarks=BLAKE_LANDMARKS)[2]
+    column = r.enhance(grey[:, :, None], weight=1, landmarks=BLAKE_LANDMARKS)[2]
+    assert column.shape == grey.shape and np.array_equal(flat, column)
+    # A dark 16-bit image (every value <= 256) is still 16-bit data: faces must not be scaled by 257.
+    dark = np.full((400, 600, 3), 200, np.uint16)
+    out = _restorer(IdentityFaceNet()).enhance(dark, weight=0, landmarks=BLAKE_LANDMARKS[:1])[2]
+    assert out.dtype == np.uint16 and out.max() < 1000  # 8-bit face precision: ±257, not x257

@@ -33,8 +33,6 @@ def _as_bgr8(img: np.ndarray) -> np.ndarray:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(img[:, :, :3])
 
 
@@ -198,6 +196,8 @@ class Restorer:
         RetinaFace order; when given, detection is skipped.
         """
         _check_image(img)
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]  # one grey layout from here on
         if not 0 <= weight <= 1:
             raise ValueError(f"weight must be in [0, 1], got {weight}")
         bgr8 = _as_bgr8(img)
@@ -229,8 +229,6 @@ class Restorer:
             background = self.upsampler.enhance(img, outscale=self.upscale)
         else:
             background = img  # paste_faces resizes it with Lanczos, as the official helper does
-        if background.ndim == 3 and background.shape[2] == 1:
-            background = background[:, :, 0]
         masks = None
         if self.parser is not None:
             masks = [align.parse_face_mask(self.parser, face, self.device) for face in restored]
@@ -238,7 +236,7 @@ class Restorer:
         out = align.paste_faces(background, list(restored), inverse, self.upscale, masks, out_size)
         if self.keep_grey and is_grey(img):
             grey = cv2.cvtColor(np.ascontiguousarray(out[:, :, :3]), cv2.COLOR_BGR2GRAY)
-            if img.ndim == 2 or img.shape[2] == 1:
+            if img.ndim == 2:
                 return grey
             out = out.copy()
             out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was

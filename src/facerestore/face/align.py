@@ -109,10 +109,11 @@ def select_faces(
 def prepare_input(img: np.ndarray) -> np.ndarray:
     """The helper's ``read_image``: any image -> 3-channel BGR in the 0..255 range.
 
-    16-bit data (recognised, as officially, by a maximum above 256) is scaled to 0..255 and left
-    as float64; grey is expanded to BGR; an alpha channel is dropped.
+    16-bit data (a uint16 array, or, as officially, any data with a maximum above 256) is scaled
+    to 0..255 and left as float64; grey is expanded to BGR; an alpha channel is dropped. (The
+    official test alone would take a dark uint16 image, all values <= 256, for 8-bit data.)
     """
-    if np.max(img) > 256:
+    if img.dtype == np.uint16 or np.max(img) > 256:
         img = img / 65535 * 255
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
