@@ -217,3 +217,22 @@ def test_convert_bilinear_checkpoint_to_clean(tmp_path, capsys):
     # Refuses what is not a bilinear model, and never overwrites its input.
     assert cli.main(["convert", str(tmp_path / "clean.pth"), str(tmp_path / "again.pth")]) == 1
     assert cli.main(["convert", str(src), str(src)]) == 2
+
+
+def test_ext_jpg_on_a_transparent_input_drops_alpha_with_a_note(shared_data, tiny_checkpoint, tmp_path, capsys):
+    face = cv2.imread(str(shared_data / "aligned" / "Adele_crop.png"))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "cut.png"), np.dstack([face, np.full(face.shape[:2], 255, np.uint8)]))
+    out = tmp_path / "out"
+    assert _restore(inp, out, tiny_checkpoint, "-s", "1", "--ext", "jpg") == 0
+    assert "alpha channel is dropped" in capsys.readouterr().err
+    assert cv2.imread(str(out / "restored_imgs" / "cut.jpg")).shape == (512, 512, 3)
+
+
+def test_convert_names_the_file_it_cannot_use(tmp_path, capsys):
+    bad = tmp_path / "mystery.pth"
+    torch.save({"encoder.weight": torch.zeros(2)}, bad)
+    assert cli.main(["convert", str(bad), str(tmp_path / "out.pth")]) == 1
+    assert "mystery.pth" in capsys.readouterr().err
+    assert not (tmp_path / "out.pth").exists()

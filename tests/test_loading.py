@@ -142,3 +142,16 @@ def test_models_verify_flags_a_corrupted_cached_file(tmp_path, monkeypatch, caps
     (tmp_path / "RestoreFormer.pth").write_bytes(b"bad bytes!")
     assert cli.main(["models", "--verify"]) == 1
     assert "BAD" in capsys.readouterr().out
+
+
+def test_a_wrong_file_under_a_zoo_name_is_refused(tmp_path, monkeypatch):
+    from facerestore import zoo
+    from facerestore.archs.parsenet import ParseNet
+
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+    monkeypatch.chdir(tmp_path)
+    # RestoreFormer has no published size or hash, so any file of that name is picked up.
+    torch.save(ParseNet(in_size=64, out_size=64).state_dict(), tmp_path / "RestoreFormer.pth")
+    with pytest.raises(loading.CheckpointError, match="holds ParseNet, but 'RestoreFormer' is RestoreFormer"):
+        loading.load_model("RestoreFormer")

@@ -6,6 +6,7 @@ the exit status non-zero. Inputs are never written to.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import traceback
@@ -13,11 +14,20 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
-from .imageio import (ImageReadError, ImageWriteError, LoadedImage, choose_output_ext, compose_output,
-                      list_images, read_image, write_image)
+from .imageio import (
+    ImageReadError,
+    ImageWriteError,
+    LoadedImage,
+    choose_output_ext,
+    compose_output,
+    holds_alpha,
+    list_images,
+    read_image,
+    write_image,
+)
 
 OUTPUT_FOLDERS = ("cropped_faces", "restored_faces", "cmp", "restored_imgs")
 
@@ -65,11 +75,15 @@ def restore_file(restorer, path: Path, out_dir: Path, args: argparse.Namespace,
     """Restore one file and write its outputs; returns the number of faces. Raises on failure,
     after removing any output of this file already written."""
     loaded = read_image(path, max_pixels=int(args.max_pixels))
-    img = _as_cv2_array(loaded)
-    cropped, restored, restored_img = restorer.enhance(
-        img, has_aligned=args.aligned, only_center_face=args.only_center_face, paste_back=True,
-        weight=args.weight)
     ext = choose_output_ext(loaded, None if args.ext == "auto" else args.ext)
+    if loaded.alpha is not None and not holds_alpha(ext):
+        # The user asked for a format without transparency (--ext jpg): keep the picture, say so.
+        tqdm.write(f"note: {path.name}: {ext} cannot store transparency, the alpha channel is dropped",
+                   file=sys.stderr)
+        loaded = dataclasses.replace(loaded, alpha=None)
+    cropped, restored, restored_img = restorer.enhance(
+        _as_cv2_array(loaded), has_aligned=args.aligned, only_center_face=args.only_center_face,
+        paste_back=True, weight=args.weight)
     targets = _outputs_for(path.stem, len(cropped), args.suffix, ext, out_dir, args.aligned)
     images: list[tuple[Path, np.ndarray]] = []
     for i, (crop, face) in enumerate(zip(cropped, restored)):
@@ -77,11 +91,9 @@ def restore_file(restorer, path: Path, out_dir: Path, args: argparse.Namespace,
         images.append((targets["restored_faces"][i], face))
         images.append((targets["cmp"][i], np.concatenate([crop, face], axis=1)))
     if restored_img is not None:
-        alpha = restored_img[:, :, 3] if restored_img.ndim == 3 and restored_img.shape[2] == 4 else None
-        colour = restored_img if restored_img.ndim == 2 else restored_img[:, :, :3]
-        if colour.ndim == 2:
-            colour = cv2.cvtColor(colour, cv2.COLOR_GRAY2BGR)
-        final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
+        # enhance returns the input's layout: BGR, or BGRA when the input kept its alpha.
+        alpha = restored_img[:, :, 3] if restored_img.shape[2] == 4 else None
+        final = compose_output(restored_img[:, :, :3], loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
         images.append((targets["restored_imgs"][0], final))
     written: list[Path] = []
     try:
@@ -139,8 +151,6 @@ def _version_to_model(version: str) -> str:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     inputs = Path(args.input)
     if not inputs.exists():
         print(f"error: input {inputs} does not exist", file=sys.stderr)

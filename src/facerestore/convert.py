@@ -109,12 +109,14 @@ def convert_file(src: str | Path, dst: str | Path, *, check_size: int | None = N
     (stored noise) on a fixed random input of ``check_size`` pixels (default: the model's size).
     """
     from .archs.gfpgan import GFPGANBilinear, GFPGANv1Clean
-    from .loading import CheckpointError, canonicalize, detect_architecture, read_checkpoint
+    from .loading import CheckpointError, canonicalize, detect_architecture, errors_naming, read_checkpoint
 
     src, dst = Path(src), Path(dst)
-    state = canonicalize(read_checkpoint(src))
-    rule, kwargs = detect_architecture(state)
-    # GFPGANv1 and GFPGANBilinear have identical entries; either way the tensors are bilinear-layout.
+    with errors_naming(src):
+        state = canonicalize(read_checkpoint(src))
+        rule, kwargs = detect_architecture(state)
+    # GFPGANv1 and GFPGANBilinear have identical entries; either way the tensors are bilinear-layout
+    # (a paper-model file would convert, but to bilinear resampling: its FIR blur is not kept).
     if rule.name not in ("GFPGANBilinear", "GFPGANv1"):
         raise CheckpointError(f"{src}: is {rule.name}, not a GFPGANBilinear checkpoint")
     shared = {k: v for k, v in kwargs.items() if k in inspect.signature(GFPGANv1Clean).parameters}

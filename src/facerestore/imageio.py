@@ -490,6 +490,12 @@ def compose_output(
     return np.ascontiguousarray(np.dstack([colour, alpha]))
 
 
+def holds_alpha(ext: str) -> bool:
+    """Whether files with this extension can store transparency (PNG, TIFF, WebP: yes; JPEG: no)."""
+    fmt = _WRITE_FORMATS.get(ext.lower() if ext.startswith(".") else "." + ext.lower())
+    return fmt is not None and fmt.alpha
+
+
 def choose_output_ext(loaded: LoadedImage, ext: str | None = None) -> str:
     """The extension to save a result under: `ext` if given (forced: the caller asked for it),
     else the input's own when we can write it and it holds the data, else ".png"."""

@@ -7,10 +7,11 @@ tensors themselves (so a renamed file still works), and loads strictly.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pickle
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -26,6 +27,16 @@ _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 
 class CheckpointError(ValueError):
     """A weights file cannot be used; the message says which file and why."""
+
+
+@contextlib.contextmanager
+def errors_naming(path: str | Path) -> Iterator[None]:
+    """Re-raise any CheckpointError from the block with the file's path in front (once)."""
+    try:
+        yield
+    except CheckpointError as exc:
+        message = str(exc)
+        raise CheckpointError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -138,9 +149,12 @@ def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device 
             raise CheckpointError(f"'{name_or_path}' is neither a file nor a known model name. "
                                   f"Known names: {names}")
         path = zoo.ensure_model_file(entry, allow_download=allow_download)
-    try:
+    else:
+        entry = None
+    with errors_naming(path):
         model = build_from_state_dict(canonicalize(read_checkpoint(path)))
-    except CheckpointError as exc:
-        message = str(exc)
-        raise CheckpointError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        # A zoo name promises an architecture: a different file under that name is a mistake.
+        if entry is not None and type(model).__name__ != entry.arch:
+            raise CheckpointError(f"holds {type(model).__name__}, but '{entry.name}' is {entry.arch}; "
+                                  f"replace the file with {entry.url}")
     return model.to(device)
