@@ -236,3 +236,14 @@ def test_convert_names_the_file_it_cannot_use(tmp_path, capsys):
     assert cli.main(["convert", str(bad), str(tmp_path / "out.pth")]) == 1
     assert "mystery.pth" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_inputs_sharing_a_stem_do_not_overwrite_each_other(shared_data, tiny_checkpoint, tmp_path):
+    face = cv2.imread(str(shared_data / "aligned" / "Adele_crop.png"))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "a.png"), face)
+    cv2.imwrite(str(inp / "a.jpg"), face)
+    out = tmp_path / "out"
+    assert _restore(inp, out, tiny_checkpoint, "--aligned") == 0
+    assert {p.name for p in (out / "restored_faces").iterdir()} == {"a_jpg_00.png", "a_png_00.png"}

@@ -70,8 +70,24 @@ def _as_cv2_array(loaded: LoadedImage) -> np.ndarray:
     return np.dstack([loaded.pixels, loaded.alpha])
 
 
+def _output_stems(files: list[Path]) -> dict[Path, str]:
+    """Output names use the input's stem, as the official; photos that share one (a.jpg, a.png)
+    get their extension added so that neither overwrites the other's results."""
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    stems = {}
+    for path in files:
+        shared = counts[path.stem] > 1
+        stems[path] = f"{path.stem}_{path.suffix.lstrip('.').lower()}" if shared else path.stem
+        if shared:
+            print(f"note: {path.name} shares its name with another input; its results are named "
+                  f"{stems[path]}*", file=sys.stderr)
+    return stems
+
+
 def restore_file(restorer, path: Path, out_dir: Path, args: argparse.Namespace,
-                 protected: set[Path]) -> int:
+                 protected: set[Path], stem: str | None = None) -> int:
     """Restore one file and write its outputs; returns the number of faces. Raises on failure,
     after removing any output of this file already written."""
     loaded = read_image(path, max_pixels=int(args.max_pixels))
@@ -84,7 +100,7 @@ def restore_file(restorer, path: Path, out_dir: Path, args: argparse.Namespace,
     cropped, restored, restored_img = restorer.enhance(
         _as_cv2_array(loaded), has_aligned=args.aligned, only_center_face=args.only_center_face,
         paste_back=True, weight=args.weight)
-    targets = _outputs_for(path.stem, len(cropped), args.suffix, ext, out_dir, args.aligned)
+    targets = _outputs_for(stem or path.stem, len(cropped), args.suffix, ext, out_dir, args.aligned)
     images: list[tuple[Path, np.ndarray]] = []
     for i, (crop, face) in enumerate(zip(cropped, restored)):
         images.append((targets["cropped_faces"][i], crop))
@@ -161,6 +177,7 @@ def run_restore(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(args.output)
     protected = {p.resolve() for p in files}
+    stems = _output_stems(files)
 
     summary = BatchSummary(files=len(files))
     start = time.perf_counter()
@@ -171,7 +188,7 @@ def run_restore(args: argparse.Namespace) -> int:
         print(f"note: {warning.message}", file=sys.stderr)
     for path in tqdm(files, desc="restoring", unit="img", disable=len(files) < 2 or not sys.stderr.isatty()):
         try:
-            n = restore_file(restorer, path, out_dir, args, protected)
+            n = restore_file(restorer, path, out_dir, args, protected, stems[path])
         except (ImageReadError, ImageWriteError) as exc:
             summary.failures.append((path, str(exc)))
             tqdm.write(f"error: {exc}", file=sys.stderr)

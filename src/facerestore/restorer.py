@@ -40,10 +40,10 @@ def is_grey(img: np.ndarray) -> bool:
     """True for single-channel images and for colour images whose channels are all (nearly) equal."""
     if img.ndim == 2 or img.shape[2] == 1:
         return True
-    bgr = img[:, :, :3].astype(np.int32)
     tolerance = _GREY_TOLERANCE * (257 if img.dtype == np.uint16 else 1)
-    return bool(np.abs(bgr[:, :, 0] - bgr[:, :, 1]).max() <= tolerance
-                and np.abs(bgr[:, :, 1] - bgr[:, :, 2]).max() <= tolerance)
+    # absdiff in the image's own dtype: no full-size int32 copies of a large photo.
+    b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
+    return bool(cv2.absdiff(b, g).max() <= tolerance and cv2.absdiff(g, r).max() <= tolerance)
 
 
 def _check_image(img: np.ndarray) -> None:
