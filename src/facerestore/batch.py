@@ -144,7 +144,7 @@ def _background_choice(name: str, device: str, allow_download: bool) -> str | No
     except zoo.ModelUnavailableError as exc:
         print(f"note: background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}", file=sys.stderr)
         return None
-    return entry.name
+    return entry.name  # by name, so the Restorer's load checks it holds the zoo's architecture
 
 
 def _build_restorer(args: argparse.Namespace):
@@ -152,10 +152,9 @@ def _build_restorer(args: argparse.Namespace):
 
     model = args.model or _version_to_model(args.version)
     allow_download = not args.no_download
-    parser = None if args.parser.lower() == "none" else args.parser
     return Restorer(model=model, upscale=args.upscale,
                     bg_upsampler=_background_choice(args.bg_upsampler, args.device, allow_download),
-                    bg_tile=args.bg_tile, detector=args.detector, parser=parser, device=args.device,
+                    bg_tile=args.bg_tile, detector=args.detector, parser=args.parser, device=args.device,
                     seed=args.seed, allow_download=allow_download)
 
 

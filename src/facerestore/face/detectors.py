@@ -41,8 +41,8 @@ def load_detector(name_or_path: str | Path | nn.Module = "auto", device: str | t
         return RetinaFaceDetector(name_or_path, device)
     name = str(name_or_path)
     if name.lower() == "auto":
-        entry = zoo.find_entry("retinaface-resnet50")
-        name = "retinaface-resnet50" if entry is not None and zoo.locate(entry) else "mtcnn"
+        found = zoo.locate(zoo.find_entry("retinaface-resnet50"))
+        name = str(found) if found is not None else "mtcnn"  # the path: not located (hashed) twice
     if name.lower() == "mtcnn":
         return MTCNNDetector(device=device)
     net = load_model(name, device, allow_download=allow_download)
