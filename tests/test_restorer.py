@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from facerestore.restorer import Restorer, is_grey
+from facerestore.pipeline.restorer import Restorer, is_grey
 
 # Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg.
 BLAKE_LANDMARKS = [

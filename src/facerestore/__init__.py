@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "facerestore.loading",
-    "CheckpointError": "facerestore.loading",
-    "Restorer": "facerestore.restorer",
-    "Upsampler": "facerestore.upsampler",
+    "load_model": "facerestore.models.loading",
+    "CheckpointError": "facerestore.models.loading",
+    "Restorer": "facerestore.pipeline.restorer",
+    "Upsampler": "facerestore.pipeline.upsampler",
     "load_detector": "facerestore.face.detectors",
 }
 
@@ -21,9 +21,9 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .face.detectors import load_detector
-    from .loading import CheckpointError, load_model
-    from .restorer import Restorer
-    from .upsampler import Upsampler
+    from .models.loading import CheckpointError, load_model
+    from .pipeline.restorer import Restorer
+    from .pipeline.upsampler import Upsampler
 
 
 def __getattr__(name: str) -> Any:

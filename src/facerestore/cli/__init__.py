@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="facerestore",
         description="Blind face restoration with the GFPGAN family, in plain PyTorch. "
                     "`facerestore -i photos -o results` is short for `facerestore restore ...`.")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"facerestore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{restore,models,convert}")
     _add_restore(sub)
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from .batch import run_restore
+    from ..pipeline.batch import run_restore
 
     return run_restore(args)
 
@@ -102,7 +102,7 @@ def _human(size: int | None) -> str:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from . import zoo
+    from ..models import zoo
 
     status = 0
     for name in args.download or ():
@@ -136,7 +136,7 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .convert import convert_file
+    from ..models.convert import convert_file
 
     if args.output.resolve() == args.input.resolve():
         print("error: the output must not overwrite the input", file=sys.stderr)

@@ -1,0 +1,5 @@
+"""Getting networks: safe checkpoint reading, architecture detection, the descriptor that says
+how to call a network, the weights zoo (downloads, cache, checksums) and the v1.2 converter.
+
+Depends on :mod:`facerestore.archs` only; nothing here knows about images or the pipeline.
+"""
