@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import threading
 import warnings
@@ -55,6 +54,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import atomic_write_bytes
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
@@ -65,6 +66,7 @@ __all__ = [
     "choose_output_ext",
     "compose_output",
     "convert_bit_depth",
+    "encode_image",
     "from_float01",
     "list_images",
     "read_image",
@@ -541,22 +543,6 @@ def _encode(img: np.ndarray, path: Path, ext: str, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort: some file systems refuse."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_image(path: str | os.PathLike, img: np.ndarray, ext: str | None = None, quality: int = 95) -> Path:
     """Write `img` (uint8/uint16, (H, W) gray, (H, W, 3) BGR or (H, W, 4) BGRA) atomically.
 
@@ -569,39 +555,22 @@ def write_image(path: str | os.PathLike, img: np.ndarray, ext: str | None = None
     ext = (ext if ext.startswith(".") else "." + ext).lower() if ext else path.suffix.lower()
     data = _encode(img, path, ext, quality)  # everything that can fail on the data fails before disk
 
-    folder = path.parent
-    # Hidden (list_images skips it) and short enough for any file system's name limit.
-    tmp = folder / f".{path.name[:32]}.{secrets.token_hex(6)}.tmp"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise ImageWriteError(path, "is a folder")
-        # O_EXCL: never write through someone else's file or link; 0o666 & umask like a normal file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except ImageWriteError:
-        raise
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.ENOSPC:
-            reason = "no space left on the device"
+        if path.is_dir():
+            raise ImageWriteError(path, "is a folder") from exc
+        reason = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise ImageWriteError(path, f"cannot write it ({reason})") from exc
-    _fsync_dir(folder)
     return path
+
+
+def encode_image(img: np.ndarray, ext: str, quality: int = 95, *, name: str | os.PathLike = "image") -> bytes:
+    """The bytes of ``img`` in the format of ``ext`` (".png", "jpg", ...), as write_image writes
+    them; for callers that write several files at once (:class:`~facerestore.io.atomic.StagedFiles`)
+    or send them over the network. Raises ImageWriteError naming ``name``."""
+    ext = (ext if ext.startswith(".") else "." + ext).lower()
+    return _encode(img, Path(name), ext, quality)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
+from ..io.atomic import atomic_path
+
 _SQRT2 = math.sqrt(2)
 
 
@@ -135,17 +137,12 @@ def convert_file(src: str | Path, dst: str | Path, *, check_size: int | None = N
     if diff > 1e-3 * max(1.0, expected.abs().max().item()):
         raise RuntimeError(f"conversion check failed: outputs differ by {diff:.3g}")
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dst) as tmp:
         if dst.suffix.lower() == ".safetensors":
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in clean_state.items()}, str(tmp))
         else:
             torch.save({"params_ema": clean_state}, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return (f"{src.name} (GFPGANBilinear, {len(state)} tensors) -> {dst} (GFPGANv1Clean); "
             f"max output difference {diff:.2g}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..io.atomic import atomic_path, atomic_write_text
+
 CACHE_ENV = "FACERESTORE_HOME"
 OFFLINE_ENV = "FACERESTORE_OFFLINE"
 
@@ -207,14 +209,8 @@ def ensure_model_file(entry: ModelEntry, *, allow_download: bool = True, progres
     if entry.sha256 is None:
         # No published hash: record what we got so later corruption is still detected.
         record = cached_path(entry).with_name(entry.filename + ".sha256")
-        _atomic_write_text(record, sha256_of(cached_path(entry)) + "\n")
+        atomic_write_text(record, sha256_of(cached_path(entry)) + "\n")
     return cached_path(entry)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -240,7 +236,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
              progress: bool = True, timeout: float = 30.0) -> Path:
     """Stream ``url`` to ``dest`` atomically; verify size and sha256 before the file appears.
 
-    The bytes go to ``dest.<pid>.partial`` in the same folder and are renamed over ``dest`` only
+    The bytes go to a hidden ``.partial`` file in the same folder and are renamed over ``dest`` only
     when complete and matching; on any failure the partial file is removed. A per-file lock
     makes concurrent callers wait, after which they find the finished file.
     """
@@ -249,12 +245,8 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
         if dest.is_file() and (size is None or dest.stat().st_size == size) and (
                 sha256 is None or sha256_of(dest) == sha256):
             return dest  # another process finished it while we waited
-        partial = dest.with_name(f"{dest.name}.{os.getpid()}.partial")
-        try:
+        with atomic_path(dest, suffix=".partial") as partial:
             _stream_to(url, partial, sha256=sha256, size=size, progress=progress, timeout=timeout)
-            os.replace(partial, dest)
-        finally:
-            partial.unlink(missing_ok=True)
     return dest
 
 
