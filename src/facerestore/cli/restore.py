@@ -11,13 +11,17 @@ import sys
 import traceback
 from pathlib import Path
 
+from .restore_video import add_video_arguments, run_videos
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "restore", help="restore the faces in photos (the official inference_gfpgan.py flags work)",
         description="Detect, align, restore and paste back every face of each photo. "
                     "Flags keep the spellings of the official inference_gfpgan.py.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-i", "--input", default="inputs/whole_imgs", help="an image or a folder of images")
+    p.add_argument("-i", "--input", default="inputs/whole_imgs",
+                   help="an image or video, or a folder of them (videos are recognised by content)")
     p.add_argument("-o", "--output", default="results", help="output folder")
     p.add_argument("-v", "--version", default="1.4",
                    help="official model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (see --model)")
@@ -54,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="refuse a result with more pixels than this (checked before the work)")
     p.add_argument("--no-download", action="store_true", help="never download model files")
     p.add_argument("--verbose", action="store_true", help="show tracebacks for failures")
+    add_video_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -84,7 +89,7 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..io.images import list_images
+    from ..io.video import list_media
     from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, run_batch
     from ..pipeline.options import OptionsError
 
@@ -97,11 +102,16 @@ def run(args: argparse.Namespace) -> int:
     if not inputs.exists():
         print(f"error: input {inputs} does not exist", file=sys.stderr)
         return 2
-    files = list_images(inputs)
-    if not files:
-        print(f"error: no images found in {inputs}", file=sys.stderr)
+    files, videos = list_media(inputs)
+    if not files and not videos:
+        print(f"error: no images or videos found in {inputs}", file=sys.stderr)
         return 2
     out_dir = Path(args.output)
+    restorer, video_status = None, 0
+    if videos:  # videos first (cli/restore_video.py); the photos then reuse its loaded models
+        restorer, video_status = run_videos(args, options, videos, out_dir, _note)
+        if not files or video_status in (2, 130):
+            return video_status
 
     def on_file(result: FileResult) -> None:
         if result.error is not None:
@@ -113,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         return tqdm(items, desc="restoring", unit="img", disable=len(files) < 2 or not sys.stderr.isatty())
 
     try:
-        summary = run_batch(files, out_dir, options, on_note=_note, on_file=on_file, progress=progress)
+        summary = run_batch(files, out_dir, options, restorer=restorer, on_note=_note, on_file=on_file,
+                            progress=progress)
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -121,4 +132,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"results in {out_dir}/" + "{" + ",".join(OUTPUT_FOLDERS) + "}")
     if summary.interrupted:
         return 130
-    return 1 if summary.failures else 0
+    return max(video_status, 1 if summary.failures else 0)

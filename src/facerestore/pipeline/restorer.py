@@ -22,6 +22,7 @@ from ..models.descriptor import Purpose
 from ..models.loading import load
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..video import VideoSummary
     from .options import RestoreOptions
 
 FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
@@ -268,6 +269,16 @@ class Restorer:
         if not paste_back:
             return cropped, restored, None
         return cropped, restored, self.paste_back(img, restored, affines)
+
+    # ------------------------------------------------------------------ video
+
+    def enhance_video(self, src: str | Path, dst: str | Path, **options) -> "VideoSummary":
+        """Restore every face of the video ``src`` into ``dst`` (faces tracked and steadied, frame
+        timing and audio kept); see :func:`facerestore.video.restore_video` for ``options``.
+        Needs PyAV: ``pip install "facerestore[video]"``."""
+        from ..video import restore_video  # video sits above the pipeline: imported on use
+
+        return restore_video(self, src, dst, **options)
 
     def paste_back(self, img: np.ndarray, restored: Sequence[np.ndarray],
                    affines: Sequence[np.ndarray]) -> np.ndarray:
