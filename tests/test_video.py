@@ -417,3 +417,37 @@ def test_mtcnn_finds_the_face_of_a_clip(face, tiny_checkpoint, tmp_path):
     r = Restorer(model=tiny_checkpoint, upscale=1, detector="mtcnn", parser=None, bg_upsampler=None)
     summary = r.enhance_video(src, tmp_path / "mtcnn_out.mp4")
     assert summary.frames == 4 and summary.faces_tracked == 1 and summary.face_frames == 4
+
+
+class FailingDetector(TemplateDetector):
+    def __init__(self, face, at: int, exc: BaseException):
+        super().__init__(face)
+        self.at, self.exc = at, exc
+
+    def detect(self, img, conf_threshold=0.97):
+        if self.calls == self.at:
+            raise self.exc
+        return super().detect(img, conf_threshold)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_a_failure_half_way_leaves_no_partial_output(clips, face, tiny_checkpoint, tmp_path, exc):
+    r = restorer_with(tiny_checkpoint, FailingDetector(face, at=9, exc=exc), batch_size=2)
+    done = []
+    with pytest.raises(type(exc)):
+        r.enhance_video(clips["plain"], tmp_path / "half.mp4", on_progress=lambda n, total: done.append(n))
+    assert done and done[-1] >= 8  # frames were encoded before it failed...
+    assert list(tmp_path.iterdir()) == []  # ...and nothing of them is left
+
+
+def test_bad_options_are_refused_before_any_work(clips, face, tiny_checkpoint, tmp_path):
+    from facerestore.pipeline.options import OptionsError
+
+    r = restorer_with(tiny_checkpoint, TemplateDetector(face))
+    with pytest.raises(OptionsError, match="--detect-every"):
+        r.enhance_video(clips["plain"], tmp_path / "x.mp4", detect_every=0)
+    with pytest.raises(TypeError, match="unknown video option"):
+        r.enhance_video(clips["plain"], tmp_path / "x.mp4", smoothness=3)
+    with pytest.raises(Exception, match="cannot hold h264"):
+        r.enhance_video(clips["plain"], tmp_path / "x.webm")
+    assert list(tmp_path.iterdir()) == []

@@ -351,19 +351,21 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, source: VideoInfo, width: int, height: int,
-                 settings: EncodeSettings | None = None, *, copy_audio: bool = True) -> None:
+                 settings: EncodeSettings | None = None, *, copy_audio: bool = True,
+                 name: str | os.PathLike | None = None) -> None:
         av = require_av()
         self.path = Path(path)
+        self.name = Path(name) if name is not None else self.path  # for messages: the user's target
         self.source = source
         self.settings = settings or EncodeSettings()
-        fmt = container_format(self.path)
+        fmt = container_format(self.name)
         self.audio_packets = 0
         self._audio_in = None
         self._pending = None  # the next audio packet, read but not yet muxed
         try:
             self._out = av.open(str(self.path), "w", format=fmt)
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoWriteError(self.path, f"cannot create it: {_reason(exc)}") from None
+            raise VideoWriteError(self.name, f"cannot create it: {_reason(exc)}") from None
         try:
             self._add_video(av, width, height)
             if copy_audio and source.audio:
@@ -376,9 +378,16 @@ class VideoWriter:
     def _add_video(self, av, width: int, height: int) -> None:
         s = self.settings
         try:
+            codec = av.codec.Codec(s.encoder, "w").canonical_name
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VideoWriteError(self.name, f"the encoder '{s.encoder}' is not available: {_reason(exc)}") from None
+        if codec not in self._out.supported_codecs:
+            raise VideoWriteError(self.name, f"a {self.name.suffix} file cannot hold {codec} video; choose another "
+                                             f"codec (webm takes vp9 or av1) or container (mp4, mkv)")
+        try:
             stream = self._out.add_stream(s.encoder, rate=self.source.rate, options=s.encoder_options())
         except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoWriteError(self.path, f"the encoder '{s.encoder}' is not available: {_reason(exc)}") from None
+            raise VideoWriteError(self.name, f"the encoder '{s.encoder}' is not available: {_reason(exc)}") from None
         stream.width, stream.height, stream.pix_fmt = width, height, s.pix_fmt
         stream.time_base = self.source.time_base
         stream.codec_context.time_base = self.source.time_base
@@ -391,12 +400,14 @@ class VideoWriter:
         for s in in_streams:
             name = s.codec_context.name
             if supported is not None and name not in supported:
-                raise VideoWriteError(self.path, f"its container cannot hold the {name} audio of the source; "
+                raise VideoWriteError(self.name, f"its container cannot hold the {name} audio of the source; "
                                                  f"choose another container (mkv holds any audio)")
         self._audio_map = {s.index: self._out.add_stream_from_template(s) for s in in_streams}
-        # Packets the index lists; fewer read means the audio was cut short (a truncated file).
-        claimed = [int(s.frames or 0) for s in in_streams]
-        self._audio_expected = sum(claimed) if all(claimed) else None
+        # Where each stream's audio should end (its header's duration): audio that stops well short
+        # of it was cut off (a truncated file), even when the demuxer reports no error.
+        self._audio_end = {s.index: (float((s.start_time or 0) * s.time_base), float(s.duration * s.time_base))
+                           for s in in_streams if s.duration and s.time_base}
+        self._audio_reached: dict[int, float] = {}
         self._audio_packets = self._audio_in.demux(*in_streams)
 
     def _next_audio(self):
@@ -422,7 +433,11 @@ class VideoWriter:
             if packet.pts is not None and float(packet.pts * packet.time_base) > seconds:
                 return
             self._pending = None
-            packet.stream = self._audio_map[packet.stream.index]
+            index = packet.stream.index
+            if packet.pts is not None and packet.time_base is not None:
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                self._audio_reached[index] = max(end, self._audio_reached.get(index, -math.inf))
+            packet.stream = self._audio_map[index]
             self._mux(packet)
             self.audio_packets += 1
 
@@ -431,7 +446,7 @@ class VideoWriter:
         try:
             self._out.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoWriteError(self.path, f"writing failed: {_reason(exc)}") from None
+            raise VideoWriteError(self.name, f"writing failed: {_reason(exc)}") from None
 
     def write(self, image: np.ndarray, pts: int) -> None:
         """Encode one BGR uint8 frame (of the writer's size) at ``pts`` (source time base)."""
@@ -442,7 +457,7 @@ class VideoWriter:
         try:
             packets = self._video.encode(frame)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoWriteError(self.path, f"encoding failed: {_reason(exc)}") from None
+            raise VideoWriteError(self.name, f"encoding failed: {_reason(exc)}") from None
         for packet in packets:
             self._mux(packet)
         self._mux_audio_until(float(pts * self.source.time_base))
@@ -454,14 +469,18 @@ class VideoWriter:
             for packet in self._video.encode(None):
                 self._mux(packet)
             self._mux_audio_until(math.inf)
-            expected = getattr(self, "_audio_expected", None)
-            if expected is not None and self.audio_packets < expected:
-                raise VideoReadError(self.source.path, f"only {self.audio_packets} of its {expected} audio "
-                                                       f"packets could be read (truncated file?)")
+            self._check_audio_complete()
         except av.error.FFmpegError as exc:
-            raise VideoWriteError(self.path, f"encoding failed: {_reason(exc)}") from None
+            raise VideoWriteError(self.name, f"encoding failed: {_reason(exc)}") from None
         finally:
             self._finish()
+
+    def _check_audio_complete(self) -> None:
+        for index, (start, duration) in getattr(self, "_audio_end", {}).items():
+            reached = self._audio_reached.get(index, start) - start
+            if reached < duration - max(0.25, 0.02 * duration):
+                raise VideoReadError(self.source.path, f"its audio stops at {reached:.2f} s of {duration:.2f} s "
+                                                       f"(truncated file?)")
 
     def _finish(self) -> None:
         self._close_audio()

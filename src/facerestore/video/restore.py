@@ -214,7 +214,8 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
     total = info.expected_frames
     reader = VideoReader(src, info)
     with atomic_path(dst, suffix=dst.suffix) as tmp:
-        with VideoWriter(tmp, info, out_w, out_h, options.encode_settings(), copy_audio=options.copy_audio) as writer:
+        with VideoWriter(tmp, info, out_w, out_h, options.encode_settings(), copy_audio=options.copy_audio,
+                         name=dst) as writer:
             for chunk in _chunks(reader, batch):
                 faces = [tracker.update(frame.image, frame.time) for frame in chunk]
                 outputs = restore_frames(restorer, [f.image for f in chunk], faces, options.weight)
