@@ -158,6 +158,8 @@ class VideoInfo:
     duration: float | None  # seconds
     audio: tuple[str, ...] = ()  # codec of each audio stream
     container: str = ""
+    stream_index: int = 0     # of the video stream restored
+    other_streams: int = 0    # streams not carried over (subtitles, data, cover pictures, more video)
 
     @property
     def expected_frames(self) -> int | None:
@@ -199,6 +201,16 @@ def _stream_rotation(container, stream) -> int:
     return 0
 
 
+def _main_video_stream(container):
+    """The clip's video stream: the first one that is not a cover picture (MP4/MKV files can
+    carry album art as a one-frame 'attached picture' video stream)."""
+    av = require_av()
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def _round_rotation(rotation: float | None) -> int:
     return int(round((rotation or 0) / 90.0)) % 4 * 90
 
@@ -211,9 +223,9 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None, max_frames:
     """
     path = Path(path)
     with _open_input(path) as container:
-        if not container.streams.video:
+        stream = _main_video_stream(container)
+        if stream is None:
             raise VideoReadError(path, "has no video stream")
-        stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise VideoReadError(path, "its video stream has no frame size (damaged?)")
@@ -234,11 +246,13 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None, max_frames:
         if max_frames is not None and expected is not None and expected > max_frames:
             raise VideoReadError(path, f"has about {expected} frames, over the limit of {max_frames}")
         audio = tuple(s.codec_context.name for s in container.streams.audio)
+        others = sum(1 for s in container.streams if s.type not in ("video", "audio")) + sum(
+            1 for s in container.streams.video if s is not stream)
         rotation = _stream_rotation(container, stream)
         if rotation in (90, 270):
             width, height = height, width
         return VideoInfo(path, width, height, rotation, Fraction(rate), Fraction(time_base), frames, duration,
-                         audio, container.format.name)
+                         audio, container.format.name, stream.index, others)
 
 
 @dataclass(frozen=True)
@@ -269,7 +283,7 @@ class VideoReader:
         step = max(1, round(1 / (float(info.rate) * float(info.time_base)))) if info.rate else 1
         last_pts = None
         with _open_input(path) as container:
-            stream = container.streams.video[0]
+            stream = container.streams[info.stream_index]
             stream.thread_type = "AUTO"
             frames = container.decode(stream)
             while True:

@@ -207,6 +207,9 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
                                    f"{options.max_output_pixels / 1e6:g} MP; lower -s or raise --max-output-pixels")
     out_w, out_h = out_w + out_w % 2, out_h + out_h % 2
     summary = VideoSummary(src, dst, size=(out_w, out_h))
+    if info.other_streams:
+        summary.notes.append(f"{src.name}: {info.other_streams} stream(s) other than its video and audio "
+                             f"(subtitles, data, cover art) are not carried over")
     if info.rotation:
         summary.notes.append(f"{src.name}: rotated {info.rotation}° as its metadata asks; written upright")
     tracker = FaceTracker(restorer.detector, options.tracker_settings(restorer.eye_dist_threshold))
