@@ -359,9 +359,12 @@ def test_content_sniffing_finds_videos_whatever_their_names(clips, tmp_path, sha
     (folder / "renamed.bin").write_bytes(clips["plain"].read_bytes())  # a video under another name
     (folder / "photo.jpg").write_bytes((shared_data / "photos" / "00.jpg").read_bytes())
     (folder / "notes.txt").write_text("not media")
+    (folder / "broken.mp4").write_bytes(b"\0" * 100)  # a video by name only: reported, not skipped
     images, videos = list_media(folder)
     assert [p.name for p in images] == ["photo.jpg"]
-    assert [p.name for p in videos] == ["clip.mp4", "renamed.bin"]
+    assert [p.name for p in videos] == ["broken.mp4", "clip.mp4", "renamed.bin"]
+    (tmp_path / "photo.mp4").write_bytes((shared_data / "photos" / "00.jpg").read_bytes())
+    assert list_media(tmp_path / "photo.mp4") == ([tmp_path / "photo.mp4"], [])  # content wins
     assert is_video(folder / "renamed.bin") and not is_video(folder / "photo.jpg")
     assert sniff_video(b"\x1a\x45\xdf\xa3" + bytes(60)) == "matroska"
     assert sniff_video(b"\x00\x00\x00\x18ftypavif" + bytes(60)) is None  # an AVIF still image

@@ -104,20 +104,37 @@ def sniff_video(head: bytes) -> str | None:
     return None
 
 
-def is_video(path: str | os.PathLike) -> bool:
-    """True if the file's content is a video container (its extension does not matter)."""
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
+
+
+def _head(path: str | os.PathLike) -> bytes:
     try:
         with open(path, "rb") as f:
-            return sniff_video(f.read(512)) is not None
+            return f.read(512)
     except OSError:
-        return False
+        return b""
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """True if the file's content is a video container (its extension does not matter)."""
+    return sniff_video(_head(path)) is not None
+
+
+def _video_input(path: Path) -> bool:
+    """A video by content; or by its extension when its content is no known image either (a
+    damaged video is then reported as such instead of being skipped)."""
+    head = _head(path)
+    if sniff_video(head) is not None:
+        return True
+    looks_like_image = head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return path.suffix.lower() in VIDEO_EXTENSIONS and not looks_like_image
 
 
 def list_media(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """``(images, videos)`` that a ``-i`` argument names.
 
-    A file is a video if its content says so (or, when it is unreadable as one, if its extension
-    does: it is then reported as a damaged video rather than skipped). A folder gives its images
+    A file is a video if its content says so, or if its extension does and its content is no
+    known image format (a damaged video is then reported as such rather than skipped). A folder gives its images
     as :func:`~facerestore.io.images.list_images` does, and its videos recognised the same way,
     each list sorted by name, hidden files skipped.
     """
@@ -125,7 +142,7 @@ def list_media(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
 
     path = Path(path)
     if path.is_file():
-        return ([], [path]) if is_video(path) or path.suffix.lower() in VIDEO_EXTENSIONS else ([path], [])
+        return ([], [path]) if _video_input(path) else ([path], [])
     if not path.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such file or folder", str(path))
     videos = []
@@ -135,7 +152,7 @@ def list_media(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
                 continue
         except OSError:
             continue
-        if is_video(entry) or entry.suffix.lower() in VIDEO_EXTENSIONS:
+        if _video_input(entry):
             videos.append(entry)
     images = [p for p in list_images(path) if p not in set(videos)]
     return images, videos
