@@ -209,13 +209,15 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
 
 def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, restorer=None,
               on_note: NoteCallback | None = None, on_file: Callable[[FileResult], None] | None = None,
-              progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None) -> BatchSummary:
+              progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+              stems: dict[Path, str] | None = None) -> BatchSummary:
     """Restore ``files`` into ``out_dir``; returns what happened, file by file.
 
     ``options`` is validated and the output folder and input/output clashes are checked before
     any model is loaded. ``restorer`` reuses a loaded :class:`~facerestore.Restorer` (a web
     worker); by default one is built from ``options``, and its notes (warnings) go to ``on_note``.
-    ``progress`` wraps the file iterable (a progress bar). Ctrl-C stops after the current file's
+    ``progress`` wraps the file iterable (a progress bar). ``stems`` names each file's results
+    (default :func:`output_stems`; a sharded run passes the names computed over all inputs). Ctrl-C stops after the current file's
     outputs are either all written or not at all; the summary says so (``interrupted``).
     """
     from .options import check_output_folder
@@ -226,8 +228,10 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
     check_no_clash(files, out_dir)
     check_output_folder(out_dir)
     protected = {p.resolve() for p in files}
-    stems = output_stems(files, note)
+    stems = stems if stems is not None else output_stems(files, note)
     summary = BatchSummary(files=len(files))
+    if not files:
+        return summary
     start = time.perf_counter()
     if restorer is None:
         with warnings.catch_warnings(record=True) as caught:
