@@ -2,8 +2,6 @@
 limits on what a run creates, and a front-end that needs no argparse."""
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import cv2
