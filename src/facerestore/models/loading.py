@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from .arch_detect import ArchRule, StateDict
+from .descriptor import ModelDescriptor, Purpose, describe, require_purpose
 
 # Wrappers seen in released files, in order of preference (EMA weights are the ones to infer with).
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
@@ -122,6 +124,40 @@ def build_from_state_dict(state_dict: StateDict) -> nn.Module:
     return model.eval()
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready network with what callers need to know about it."""
+
+    model: nn.Module
+    descriptor: ModelDescriptor
+    source: str  # the file it came from, or "module" for a module passed in
+
+
+def load(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu", *,
+         allow_download: bool = True, purpose: Purpose | None = None, role: str = "the model",
+         ) -> LoadedModel:
+    """Load a network with its descriptor; with ``purpose``, refuse any other kind of network.
+
+    >>> face = load("v1.4", purpose=Purpose.FACE_RESTORATION, role="--model")
+    >>> face.descriptor.input_size
+    512
+    """
+    if isinstance(name_or_path, nn.Module):
+        model, source = name_or_path.to(device).eval(), "module"
+    else:
+        model, source = _load_file(name_or_path, device, allow_download)
+    try:
+        descriptor = describe(model)
+    except TypeError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    if purpose is not None:
+        try:
+            require_purpose(descriptor, purpose, role, source)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+    return LoadedModel(model, descriptor, source)
+
+
 def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu", *,
                allow_download: bool = True) -> nn.Module:
     """A ready model (eval mode, on ``device``) from a zoo name, a weights file, or a module.
@@ -131,6 +167,11 @@ def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device 
     """
     if isinstance(name_or_path, nn.Module):
         return name_or_path.to(device).eval()
+    return _load_file(name_or_path, device, allow_download)[0]
+
+
+def _load_file(name_or_path: str | Path, device: str | torch.device, allow_download: bool,
+               ) -> tuple[nn.Module, str]:
     from . import zoo
 
     path = Path(name_or_path).expanduser()
@@ -149,4 +190,4 @@ def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device 
         if entry is not None and type(model).__name__ != entry.arch:
             raise CheckpointError(f"holds {type(model).__name__}, but '{entry.name}' is {entry.arch}; "
                                   f"replace the file with {entry.url}")
-    return model.to(device)
+    return model.to(device), str(path)

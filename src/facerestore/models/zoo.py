@@ -14,9 +14,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from ..io.atomic import atomic_path, atomic_write_text
 
@@ -35,7 +35,6 @@ class ModelEntry:
     filename: str
     url: str
     arch: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
     # sha256 and size as published; None where no public value exists (then the size and hash
     # are recorded on first download and checked from then on, see _pinned_hash).
     sha256: str | None = None
@@ -44,25 +43,20 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
 
 
-_GFPGAN_CLEAN = {"out_size": 512, "num_style_feat": 512, "channel_multiplier": 2, "num_mlp": 8,
-                 "input_is_latent": True, "different_w": True, "narrow": 1, "sft_half": True}
-
 MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("v1", "GFPGANv1.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/GFPGANv1.pth",
-               "GFPGANv1", {"out_size": 512, "num_style_feat": 512, "channel_multiplier": 1,
-                            "fix_decoder": True, "num_mlp": 8, "input_is_latent": True,
-                            "different_w": True, "narrow": 1, "sft_half": True},
+               "GFPGANv1",
                description="paper model; colourises; more artefacts", aliases=("1", "1.0")),
     ModelEntry("v1.2", "GFPGANCleanv1-NoCE-C2.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.2.0/GFPGANCleanv1-NoCE-C2.pth",
-               "GFPGANv1Clean", _GFPGAN_CLEAN, description="no colourisation; sharper, with make-up look",
+               "GFPGANv1Clean", description="no colourisation; sharper, with make-up look",
                aliases=("1.2",)),
     ModelEntry("v1.3", "GFPGANv1.3.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.3.pth",
-               "GFPGANv1Clean", _GFPGAN_CLEAN,
+               "GFPGANv1Clean",
                sha256="c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
                description="more natural; robust to very low or high quality", aliases=("1.3",)),
     ModelEntry("v1.4", "GFPGANv1.4.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
-               "GFPGANv1Clean", _GFPGAN_CLEAN,
+               "GFPGANv1Clean",
                sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad", size=348632874,
                description="more details and better identity (default)", aliases=("1.4",)),
     ModelEntry("RestoreFormer", "RestoreFormer.pth",
@@ -70,30 +64,25 @@ MODELS: tuple[ModelEntry, ...] = (
                description="transformer-based restoration (Wang et al. 2022)", aliases=("restoreformer",)),
     ModelEntry("realesrgan-x2plus", "RealESRGAN_x2plus.pth",
                f"{_GH}/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth", "RRDBNet",
-               {"num_in_ch": 3, "num_out_ch": 3, "scale": 2, "num_feat": 64, "num_block": 23, "num_grow_ch": 32},
                sha256="49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb", size=67061725,
                description="Real-ESRGAN x2 background upsampler", aliases=("realesrgan",)),
     ModelEntry("realesrgan-x4plus", "RealESRGAN_x4plus.pth",
                f"{_GH}/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth", "RRDBNet",
-               {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 64, "num_block": 23, "num_grow_ch": 32},
                sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", size=67040989,
                description="Real-ESRGAN x4 background upsampler"),
     ModelEntry("retinaface-resnet50", "detection_Resnet50_Final.pth",
                f"{_GH}/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth", "RetinaFace",
-               {"network_name": "resnet50"},
                sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d", size=109497761,
                description="face detector used by the official pipeline"),
     ModelEntry("retinaface-mobilenet0.25", "detection_mobilenet0.25_Final.pth",
                f"{_GH}/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
-               "RetinaFace", {"network_name": "mobile0.25"}, description="small, fast face detector"),
+               "RetinaFace", description="small, fast face detector"),
     ModelEntry("parsenet", "parsing_parsenet.pth",
                f"{_GH}/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth", "ParseNet",
-               {"in_size": 512, "out_size": 512, "parsing_ch": 19},
                sha256="3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2", size=85331193,
                description="face parsing; gives the paste-back mask"),
     ModelEntry("arcface-resnet18", "arcface_resnet18.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth", "ResNetArcFace",
-               {"block": "IRBlock", "layers": [2, 2, 2, 2], "use_se": False},
                description="identity network (training loss, identity score)"),
 )
 

@@ -7,10 +7,9 @@ grey / alpha / 16-bit images coming back as they went in.
 """
 from __future__ import annotations
 
-import inspect
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
@@ -19,9 +18,13 @@ from torch import nn
 
 from ..face import align
 from ..face.detectors import FaceDetector, load_detector
-from ..models.loading import load_model
+from ..models.descriptor import Purpose
+from ..models.loading import load
 
-FACE_SIZE = 512
+if TYPE_CHECKING:  # pragma: no cover
+    from .options import RestoreOptions
+
+FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
 # Channels closer than this (in 8-bit levels) are one grey image stored as colour (a scanned
 # print saved as RGB JPEG); such photos come back grey like true single-channel ones.
 _GREY_TOLERANCE = 2
@@ -44,6 +47,34 @@ def is_grey(img: np.ndarray) -> bool:
     # absdiff in the image's own dtype: no full-size int32 copies of a large photo.
     b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
     return bool(cv2.absdiff(b, g).max() <= tolerance and cv2.absdiff(g, r).max() <= tolerance)
+
+
+def check_weight(weight: object) -> float:
+    """``weight`` as a float in [0, 1], or a ValueError that says what is wrong."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
+        raise ValueError(f"weight must be a number between 0 and 1, got {weight!r}")
+    if not 0 <= float(weight) <= 1:  # also refuses nan
+        raise ValueError(f"weight must be between 0 and 1, got {weight}")
+    return float(weight)
+
+
+def landmark_batch(landmarks: object) -> np.ndarray:
+    """User landmarks as ``(N, 5, 2)`` float32: one ``(5, 2)`` array (x, y per row, RetinaFace
+    order), a list of them, or an ``(N, 5, 2)`` array. Anything else is refused, never reshaped:
+    a transposed ``(2, 5)`` array or ten points in one array would give wrong crops silently."""
+    try:
+        points = np.asarray(landmarks, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"landmarks must be (5, 2) arrays of (x, y) points: {exc}") from None
+    if points.ndim == 2:
+        points = points[None]
+    if points.ndim != 3 or points.shape[1:] != (5, 2):
+        hint = " (transposed? give one (x, y) row per point)" if points.shape[-2:] == (2, 5) else ""
+        raise ValueError(f"landmarks must be (5, 2) per face — eyes, nose, mouth corners as (x, y) rows — "
+                         f"or (N, 5, 2); got shape {tuple(np.shape(landmarks))}{hint}")
+    if not np.isfinite(points).all():
+        raise ValueError("landmarks contain nan or inf")
+    return points
 
 
 def _check_image(img: np.ndarray) -> None:
@@ -99,12 +130,28 @@ class Restorer:
         self.batch_size = max(1, int(batch_size))
         self.eye_dist_threshold = eye_dist_threshold
         self.keep_grey = keep_grey
-        self.net = load_model(model, self.device, allow_download=allow_download)
-        self._net_takes_noise_flag = "randomize_noise" in inspect.signature(self.net.forward).parameters
+        face = load(model, self.device, allow_download=allow_download, purpose=Purpose.FACE_RESTORATION,
+                    role="the face model (--model)")
+        self.net, self.descriptor = face.model, face.descriptor
+        self.face_size = face.descriptor.input_size or FACE_SIZE
         self.detector = (detector if hasattr(detector, "detect") and not isinstance(detector, nn.Module)
                          else load_detector(detector, self.device, allow_download=allow_download))
         self.parser = self._load_parser(parser, allow_download)
         self.upsampler = self._load_upsampler(bg_upsampler, bg_tile, allow_download)
+
+    @classmethod
+    def from_options(cls, options: "RestoreOptions") -> "Restorer":
+        """The Restorer a run's options describe (validated first). Notes about choices made
+        (a background resized instead of upsampled, a missing ParseNet) are issued as warnings."""
+        options.validate()
+        model = options.model
+        return cls(model=model, upscale=options.upscale,
+                   bg_upsampler=resolve_bg_upsampler(options.bg_upsampler, options.device,
+                                                     options.allow_download),
+                   bg_tile=options.bg_tile, detector=options.detector, parser=options.parser,
+                   device=options.device, seed=options.seed, batch_size=options.batch_size,
+                   eye_dist_threshold=options.eye_dist_threshold, keep_grey=options.keep_grey,
+                   allow_download=options.allow_download)
 
     def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
         if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
@@ -112,7 +159,8 @@ class Restorer:
         from ..models.zoo import ModelUnavailableError
 
         try:
-            return load_model(parser, self.device, allow_download=allow_download)
+            return load(parser, self.device, allow_download=allow_download, purpose=Purpose.FACE_PARSING,
+                        role="the face parser (--parser)").model
         except ModelUnavailableError as exc:
             if not (isinstance(parser, str) and parser.lower() == "parsenet"):
                 raise
@@ -127,7 +175,8 @@ class Restorer:
             return bg_upsampler
         if isinstance(bg_upsampler, str) and bg_upsampler.lower() == "none":
             return None
-        net = load_model(bg_upsampler, self.device, allow_download=allow_download)
+        net = load(bg_upsampler, self.device, allow_download=allow_download, purpose=Purpose.UPSCALING,
+                   role="the background upsampler (--bg_upsampler)").model
         # The default tile_pad (24) keeps tiles within 1 grey level of the untiled result;
         # the official 10 leaves visible seams.
         return Upsampler(net, tile=bg_tile, device=self.device)
@@ -159,7 +208,7 @@ class Restorer:
         return restored
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._net_takes_noise_flag:  # RestoreFormer: no noise inputs
+        if not self.descriptor.takes_noise:  # RestoreFormer: no noise inputs
             return self.net(x)[0]
         if self.seed is None:
             return self.net(x, return_rgb=False, randomize_noise=False)[0]
@@ -198,22 +247,22 @@ class Restorer:
         _check_image(img)
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]  # one grey layout from here on
-        if not 0 <= weight <= 1:
-            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        weight = check_weight(weight)
         bgr8 = _as_bgr8(img)
         if has_aligned:
             # The official path: any aligned face is brought to the network's size.
-            cropped = [cv2.resize(bgr8, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)]
+            size = self.face_size
+            cropped = [cv2.resize(bgr8, (size, size), interpolation=cv2.INTER_LINEAR)]
             restored = [self.blend(r, c, weight) for r, c in zip(self.restore_faces(cropped), cropped)]
             return cropped, restored, None
 
         if landmarks is None:
             points = self.detect_landmarks(bgr8, only_center_face)
         else:
-            points = np.asarray(landmarks, dtype=np.float32).reshape(-1, 5, 2)
+            points = landmark_batch(landmarks)
         # Crops come from the full-precision image (16-bit data keeps its precision until the net).
         source = align.prepare_input(img)
-        crops, affines = align.align_faces(source, list(points), FACE_SIZE)
+        crops, affines = align.align_faces(source, list(points), self.face_size)
         cropped = [np.clip(np.round(c), 0, 255).astype(np.uint8) if c.dtype != np.uint8 else c for c in crops]
         restored = [self.blend(r, c, weight) for r, c in zip(self.restore_faces(cropped), cropped)]
         if not paste_back:
@@ -241,3 +290,27 @@ class Restorer:
             out = out.copy()
             out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
         return out
+
+
+def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool) -> object:
+    """What a background-upsampler option means. ``"realesrgan"`` behaves as the official CLI
+    (Real-ESRGAN x2 on CUDA only, and only when its weights can be had; a Lanczos resize
+    otherwise, with a warning); ``None``/``"none"`` resizes; a zoo name, file or module is used as
+    given on any device."""
+    if choice is None or (isinstance(choice, str) and choice.lower() == "none"):
+        return None
+    if not (isinstance(choice, str) and choice.lower() == "realesrgan"):
+        return choice
+    if torch.device(device).type != "cuda":
+        warnings.warn("Real-ESRGAN is slow on CPU, so the background is resized instead "
+                      "(ask for it anyway with --bg_upsampler realesrgan-x2plus)", stacklevel=2)
+        return None
+    from ..models import zoo
+
+    entry = zoo.find_entry("realesrgan-x2plus")
+    try:
+        zoo.ensure_model_file(entry, allow_download=allow_download)
+    except zoo.ModelUnavailableError as exc:
+        warnings.warn(f"background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}", stacklevel=2)
+        return None
+    return entry.name  # by name, so loading checks it holds the zoo's architecture
