@@ -89,7 +89,7 @@ def _load(name: str, tmp_path: Path) -> torch.nn.Module:
     if name not in BUILT:
         return facerestore.load_model(path)
     from facerestore.archs import stylegan2
-    from facerestore.loading import canonicalize, read_checkpoint
+    from facerestore.models.loading import canonicalize, read_checkpoint
 
     model = getattr(stylegan2, name)(**MANIFEST["cases"][name]["kwargs"])
     model.load_state_dict(canonicalize(read_checkpoint(path)), strict=True)
