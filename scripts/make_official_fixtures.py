@@ -240,7 +240,8 @@ class Maker:
         def gfp_calls():
             return [("image", "model(x, return_rgb=False, randomize_noise=False)[0]",
                      lambda m, i: m(signed(i["x_u8"]), return_rgb=False, randomize_noise=False)[0]),
-                    ("out_rgbs", "model(x, return_rgb=True, randomize_noise=False)[1][:-1]  # U-Net RGBs below out_size",
+                    ("out_rgbs", "model(x, return_rgb=True, randomize_noise=False)[1][:-1]"
+                                 "  # U-Net RGBs below out_size",
                      lambda m, i: m(signed(i["x_u8"]), return_rgb=True, randomize_noise=False)[1][:-1])]
 
         def gen_calls():
@@ -270,7 +271,8 @@ class Maker:
              [("out", "model(x)", lambda m, i: m(unit(i["x_u8"])))]),
             ("RRDBNet_x4", dict(x_u8=_seeded_u8((1, 3, 8, 12), 7)),
              [("out", "model(x)", lambda m, i: m(unit(i["x_u8"])))]),
-            # A real face (aligned/Adele_crop.png at 32 px: the smallest size with a 2x2 bottleneck), uint8 BGR; the test turns it into
+            # A real face (aligned/Adele_crop.png at 32 px: the smallest size with a 2x2
+            # bottleneck), uint8 BGR; the test turns it into
             # RGB [-1, 1] the same way: x = (face[..., ::-1] / 255 - 0.5) / 0.5 in float32.
             ("ParseNet", dict(face_bgr=torch.from_numpy(face)),
              [("out_mask", "model(x)[0]  # 19 logits", lambda m, i: m(_face_tensor(i["face_bgr"]))[0]),
@@ -364,7 +366,8 @@ class Maker:
                 upscale=upscale, use_parse=use_parse, png=f"paste_{tag}.png", shape=list(pasted.shape),
                 call="FaceRestoreHelper(upscale, face_size=512); read_image; all_landmarks_5 = landmarks; "
                      "align_warp_face(); add_restored_face(255 - crop); get_inverse_affine(None); "
-                     "paste_faces_to_input_image()" + ("  # face_parse = the ParseNet case's model" if use_parse else ""))
+                     "paste_faces_to_input_image()"
+                     + ("  # face_parse = the ParseNet case's model" if use_parse else ""))
         np.savez_compressed(self.out / "face_helper.npz", **arrays)
         entry["arrays"] = "face_helper.npz"
         self.manifest["face_helper"] = entry
