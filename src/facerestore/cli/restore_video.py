@@ -53,7 +53,8 @@ def video_options(args: argparse.Namespace, options):
         max_frames=args.max_frames).validate()
 
 
-def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: Path, note) -> tuple[object, int]:
+def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: Path, note,
+               stems: dict[Path, str] | None = None) -> tuple[object, int]:
     """Restore ``videos`` into ``out_dir/restored_videos``; returns the loaded restorer (for the
     photos of the same run) and an exit status (0 all done, 1 some failed, 2 bad options,
     130 interrupted)."""
@@ -79,7 +80,7 @@ def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: P
     for warning in caught:
         note(str(warning.message))
 
-    stems = output_stems(videos, note)
+    stems = stems or output_stems(videos, note)
     tail = f"_{options.suffix}" if options.suffix else ""
     failed = 0
     for src in videos:

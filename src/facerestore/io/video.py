@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "VIDEO_EXTENSIONS", "VideoError", "VideoReadError", "VideoWriteError", "VideoInfo", "VideoFrame",
     "EncodeSettings", "VideoReader", "VideoWriter", "require_av", "sniff_video", "is_video", "list_media",
+    "split_videos", "folder_videos",
     "probe",
 ]
 
@@ -130,32 +131,45 @@ def _video_input(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS and not looks_like_image
 
 
-def list_media(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-    """``(images, videos)`` that a ``-i`` argument names.
+def split_videos(files: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """``(photos, videos)`` among input files: a file is a video if its content says so, or if
+    its extension does and its content is no known image format (a damaged video is then
+    reported as such rather than read as a photo)."""
+    photos, videos = [], []
+    for path in files:
+        (videos if _video_input(Path(path)) else photos).append(path)
+    return photos, videos
 
-    A file is a video if its content says so, or if its extension does and its content is no
-    known image format (a damaged video is then reported as such rather than skipped). A folder gives its images
-    as :func:`~facerestore.io.images.list_images` does, and its videos recognised the same way,
-    each list sorted by name, hidden files skipped.
-    """
-    from .images import list_images
 
-    path = Path(path)
-    if path.is_file():
-        return ([], [path]) if _video_input(path) else ([path], [])
-    if not path.is_dir():
-        raise FileNotFoundError(errno.ENOENT, "no such file or folder", str(path))
-    videos = []
-    for entry in sorted(path.iterdir(), key=lambda p: p.name):
+def folder_videos(folder: str | os.PathLike) -> list[Path]:
+    """The videos directly in ``folder`` that have no image extension (those with one are
+    already among the folder's images, and :func:`split_videos` sorts them out), recognised by
+    content or by a video extension; sorted by name, hidden files skipped. [] for a file."""
+    from .images import IMAGE_EXTENSIONS
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         try:
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or entry.suffix.lower() in IMAGE_EXTENSIONS or not entry.is_file():
                 continue
         except OSError:
             continue
         if _video_input(entry):
-            videos.append(entry)
-    images = [p for p in list_images(path) if p not in set(videos)]
-    return images, videos
+            found.append(entry)
+    return found
+
+
+def list_media(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``(images, videos)`` that a ``-i`` file or folder names (images as
+    :func:`~facerestore.io.images.scan_inputs` finds them, videos by content)."""
+    from .images import scan_inputs
+
+    path = Path(path)
+    photos, videos = split_videos(scan_inputs(path).files)
+    return photos, sorted(videos + folder_videos(path), key=lambda p: p.name)
 
 
 # --------------------------------------------------------------------------- reading
