@@ -67,11 +67,15 @@ def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: P
 
     try:
         require_av()
+    except ImportError as exc:  # the photos of the run still go ahead
+        print(f"error: {len(videos)} video(s) not restored: {exc}", file=sys.stderr)
+        return None, 1
+    try:
         if options.aligned:
             raise OptionsError("--aligned", "is for aligned face photos, not videos")
         vopts = video_options(args, options)
         check_output_folder(out_dir)
-    except (OptionsError, ImportError) as exc:
+    except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None, 2
     with warnings.catch_warnings(record=True) as caught:
