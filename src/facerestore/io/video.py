@@ -191,6 +191,7 @@ class VideoInfo:
     container: str = ""
     stream_index: int = 0     # of the video stream restored
     other_streams: int = 0    # streams not carried over (subtitles, data, cover pictures, more video)
+    start: float = 0.0        # the video stream's start time, seconds
 
     @property
     def expected_frames(self) -> int | None:
@@ -282,8 +283,9 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None, max_frames:
         rotation = _stream_rotation(container, stream)
         if rotation in (90, 270):
             width, height = height, width
+        start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
         return VideoInfo(path, width, height, rotation, Fraction(rate), Fraction(time_base), frames, duration,
-                         audio, container.format.name, stream.index, others)
+                         audio, container.format.name, stream.index, others, start)
 
 
 @dataclass(frozen=True)
@@ -339,9 +341,20 @@ class VideoReader:
                 self.decoded += 1
         if self.decoded == 0:
             raise VideoReadError(path, "no frame could be decoded (damaged or truncated file)")
-        if info.frames is not None and self.decoded < info.frames:
+        if info.frames is not None and self.decoded < info.frames and self._ends_early(last_pts):
             raise VideoReadError(path, f"only {self.decoded} of its {info.frames} frames could be decoded "
                                        f"(truncated file?)")
+
+    def _ends_early(self, last_pts: int) -> bool:
+        """Whether decoding stopped well before the stream's stated end. Fewer frames than the
+        index lists is normal for an MP4 trimmed by an edit list (its duration says so too); a
+        truncated file keeps its full duration in the index but its frames stop short."""
+        info = self.info
+        if not info.duration:
+            return True  # nothing to tell the two apart: trust the count
+        frame = 1 / float(info.rate) if info.rate else 0.04
+        reached = float(last_pts * info.time_base) + frame - info.start
+        return reached < info.duration - max(2 * frame, 0.02 * info.duration)
 
 
 # --------------------------------------------------------------------------- writing
