@@ -10,11 +10,11 @@ run (> 1: faster), and the flicker: mean absolute frame-to-frame change (grey le
 output's face cut at its true position every frame, so motion does not count and whatever
 changes is shimmer. Modes:
 
-  io only        decode + upscale + encode, no face work: the ceiling
+  io-only        decode + upscale + encode, no face work: the ceiling
   per-frame      --no-smooth: each frame detected and restored on its own (the baseline)
   steady         the default: tracking + one-euro landmark smoothing
-  steady, det/4  detector on every 4th frame, optical flow in between
-  steady, b4     as steady, faces of 4 frames per network call (helps on GPU)
+  steady-det4    detector on every 4th frame, optical flow in between
+  steady-batch4  as steady, faces of 4 frames per network call (helps on GPU)
 
 ``--model random`` (default) is a GFPGANv1.4-shaped network with random weights (speed is that
 of the real one; the face it paints is noise); ``tiny`` a 64 px one for a quick run; or give a
@@ -144,11 +144,11 @@ def main() -> int:
     width, height = map(int, args.size.lower().split("x"))
     face = cv2.resize(cv2.imread(str(src_face)), (args.face, args.face), interpolation=cv2.INTER_AREA)
     modes = {
-        "io only": dict(detector=NoFaces()),
+        "io-only": dict(detector=NoFaces()),
         "per-frame": dict(smooth=False),
         "steady": dict(),
-        "steady, det/4": dict(detect_every=4),
-        "steady, b4": dict(batch_frames=4),
+        "steady-det4": dict(detect_every=4),
+        "steady-batch4": dict(batch_frames=4),
     }
     if args.only:
         wanted = [m.strip() for m in args.only.split(",")]

@@ -166,7 +166,8 @@ def restore_frames(restorer, images: Sequence[np.ndarray], faces: Sequence[Seque
     crops: list[np.ndarray] = []
     affines: list[list[np.ndarray]] = []
     for image, frame_faces in zip(images, faces):
-        frame_crops, frame_affines = align.align_faces(image, list(_landmarks(frame_faces)), restorer.face_size)
+        frame_crops, frame_affines = align.align_faces(align.prepare_input(image), list(_landmarks(frame_faces)),
+                                                       restorer.face_size)
         crops.extend(frame_crops)
         affines.append(frame_affines)
     restored = [restorer.blend(r, c, weight) for r, c in zip(restorer.restore_faces(crops), crops)]
