@@ -153,10 +153,8 @@ class TemplateDetector:
 
 
 @pytest.fixture(scope="module")
-def face(request) -> np.ndarray:
-    from conftest import SHARED_DATA
-
-    src = SHARED_DATA / "aligned" / "Julia_Roberts_crop.png"
+def face() -> np.ndarray:
+    src = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aligned" / "Julia_Roberts_crop.png"
     if not src.is_file():
         pytest.skip("../shared/data/aligned is not present")
     return cv2.resize(cv2.imread(str(src)), (FACE, FACE), interpolation=cv2.INTER_AREA)
