@@ -135,3 +135,10 @@ def test_optical_flow_carries_faces_between_detections():
         assert np.abs(faces[0].landmarks - (BASE + pos[i])).max() < 0.6, i
         assert faces[0].detected == (i % 4 == 0)
     assert detector.calls == 3
+
+
+def test_only_center_face_restores_one_face():
+    a, b = (20.0, 40.0), (200.0, 120.0)
+    tracker = FaceTracker(ListDetector([[a, b]] * 3), TrackerSettings(only_center_face=True))
+    for i in range(3):
+        assert len(tracker.update(_scene([a, b]), i / FPS)) == 1

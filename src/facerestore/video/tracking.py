@@ -153,15 +153,18 @@ class FaceTracker:
         detect = self.frame_index % s.detect_every == 0
         matched: set[int] = set()
         if detect:
-            matched = self._detect_and_associate(frame_bgr, carried)
+            matched = self._detect_and_associate(frame_bgr)
         for track in self.tracks:
             if track.track_id not in matched:
                 track.since_detected += 1
         self.tracks = [t for t in self.tracks if t.since_detected <= s.max_misses
                        and (t.track_id in carried or t.track_id in matched)]
 
+        shown = self.tracks
+        if s.only_center_face and len(shown) > 1:  # one face: the one detected now, else the newest
+            shown = [max(shown, key=lambda t: (t.track_id in matched, -t.since_detected, t.track_id))]
         faces = []
-        for track in self.tracks:
+        for track in shown:
             just_detected = track.track_id in matched
             # A face undetected at a detection frame is shown only in steady mode (coasting on flow);
             # between detection frames, a face carried by flow since its last detection is shown.
@@ -181,7 +184,7 @@ class FaceTracker:
 
     # ---------------------------------------------------------------- detection
 
-    def _detect_and_associate(self, frame_bgr: np.ndarray, carried: set[int]) -> set[int]:
+    def _detect_and_associate(self, frame_bgr: np.ndarray) -> set[int]:
         s = self.settings
         dets = np.asarray(self.detector.detect(frame_bgr), dtype=np.float32).reshape(-1, 15)
         dets = align.select_faces(dets, frame_bgr.shape, eye_dist_threshold=s.eye_dist_threshold,
