@@ -250,7 +250,7 @@ def test_smoothing_lowers_flicker_of_jittered_detections(clips, face, tiny_check
 def test_batched_frames_give_the_pixels_of_enhance(clips, face, tiny_checkpoint):
     frames = read_clip(clips["plain"])["frames"][:3]
     r = restorer_with(tiny_checkpoint, TemplateDetector(face))
-    from facerestore.video.tracking import TrackedFace
+    from facerestore.video import TrackedFace
 
     faces = [[TrackedFace(0, face_landmarks(*path_at(i)), True)] for i in range(3)]
     batched = restore_frames(r, frames, faces, 0.5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facerestore.face import align
-from facerestore.video.tracking import FaceTracker, OneEuroFilter, Smoothing, TrackerSettings, face_scale
+from facerestore.face.tracking import FaceTracker, OneEuroFilter, Smoothing, TrackerSettings, face_scale
 
 FPS = 30
 FACE = 64  # side of the aligned crop the landmarks describe

@@ -42,7 +42,7 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
 
 def video_options(args: argparse.Namespace, options):
     """The video settings from the parsed flags and the run's :class:`RestoreOptions`."""
-    from ..video import VideoOptions
+    from ..pipeline.video import VideoOptions
 
     return VideoOptions(
         weight=options.weight, only_center_face=options.only_center_face, smooth=not args.no_smooth,

@@ -22,7 +22,7 @@ from ..models.descriptor import Purpose
 from ..models.loading import load
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..video import VideoSummary
+    from .video import VideoSummary
     from .options import RestoreOptions
 
 FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
@@ -274,9 +274,9 @@ class Restorer:
 
     def enhance_video(self, src: str | Path, dst: str | Path, **options) -> "VideoSummary":
         """Restore every face of the video ``src`` into ``dst`` (faces tracked and steadied, frame
-        timing and audio kept); see :func:`facerestore.video.restore_video` for ``options``.
+        timing and audio kept); see :func:`facerestore.pipeline.video.restore_video` for ``options``.
         Needs PyAV: ``pip install "facerestore[video]"``."""
-        from ..video import restore_video  # video sits above the pipeline: imported on use
+        from .video import restore_video  # imported on use: it needs PyAV
 
         return restore_video(self, src, dst, **options)
 

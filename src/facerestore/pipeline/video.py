@@ -28,8 +28,8 @@ from ..io.video import (
     probe,
     require_av,
 )
-from ..pipeline.options import DEFAULT_MAX_PIXELS, OptionsError
-from .tracking import FaceTracker, Smoothing, TrackedFace, TrackerSettings
+from ..face.tracking import FaceTracker, Smoothing, TrackedFace, TrackerSettings
+from .options import DEFAULT_MAX_PIXELS, OptionsError
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -68,7 +68,7 @@ class VideoOptions:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "VideoOptions":
-        from ..pipeline.restorer import check_weight
+        from .restorer import check_weight
 
         try:
             check_weight(self.weight)
