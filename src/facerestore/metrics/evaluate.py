@@ -167,7 +167,7 @@ class _Networks:
     """The network-based metrics' models, loaded once; missing files are all named together."""
 
     def __init__(self, opts: EvalOptions) -> None:
-        from .. import zoo
+        from ..models import zoo
 
         self.identity = self.lpips = None
         missing = []

@@ -67,7 +67,7 @@ class IdentityScorer:
     def __init__(self, model: object = "arcface-resnet18", device: str = "cpu", *, allow_download: bool = True) -> None:
         import torch
 
-        from .. import load_model
+        from ..models.loading import load_model
         from ..archs.arcface import ResNetArcFace
 
         net = load_model(model, device, allow_download=allow_download)  # type: ignore[arg-type]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import zoo
-from ..zoo import ModelEntry
+from ..models import zoo
+from ..models.zoo import ModelEntry
 
 METRIC_FILES: tuple[ModelEntry, ...] = (
     # LPIPS v0.1 linear calibration layers (BSD-2-Clause, richzhang/PerceptualSimilarity). Its sha256
