@@ -121,6 +121,7 @@ def main(argv: list[str]) -> int:
 @pytest.fixture
 def folders(tmp_path, monkeypatch):
     monkeypatch.setenv("FACERESTORE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACERESTORE_OFFLINE", "1")  # never reach the network from a test
     r, g = tmp_path / "restored", tmp_path / "gt"
     r.mkdir(), g.mkdir()
     gt = synthetic_gt()
@@ -184,7 +185,8 @@ def test_no_reference_metric_without_gt(folders, capsys):
     assert "--gt" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("metric,words", [("fid", "Inception"), ("lmd", "landmark"), ("bogus", "unknown metric")])
+@pytest.mark.parametrize("metric,words", [("fid", "--fid-stats FILE: the reference statistics inception_FFHQ_512"),
+                                          ("lmd", "landmark"), ("bogus", "unknown metric")])
 def test_unavailable_metrics_are_refused(folders, capsys, metric, words):
     r, g = folders
     assert main(["--restored", str(r), "--gt", str(g), "--metrics", f"psnr,{metric}", "--quiet"]) == 2
@@ -198,6 +200,10 @@ def test_missing_network_weights_are_named(folders, capsys):
     for name in ("vgg16-397923af.pth", "lpips_v0.1_vgg.pth", "arcface_resnet18.pth",
                  "https://download.pytorch.org/models/vgg16-397923af.pth"):
         assert name in err
+    stats = r.parent / "stats.npz"
+    np.savez(stats, mu=np.zeros(2048), sigma=np.eye(2048))
+    assert main(["--restored", str(r), "--metrics", "fid", "--fid-stats", str(stats), "--no-download", "--quiet"]) == 2
+    assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
 
 
 def test_deg_and_lpips_through_the_command(arcface_ckpt, tmp_path):
@@ -239,3 +245,63 @@ def test_psnr_with_correction_identical_is_finite_but_huge():
     # The authors' colour matching rounds in float32, so an identical pair is not exactly inf.
     gt = synthetic_gt(40, 40).astype(np.float32) / 255
     assert psnr(gt * 255, match_mean_std(gt, gt) * 255) > 100
+
+
+# ---------------------------------------------------------------- FID
+
+def test_fid_inception_layout():
+    from facerestore.archs.inception import FIDInceptionV3, _avg_pool_tf
+
+    net = FIDInceptionV3().eval()
+    sd = net.state_dict()
+    # torchvision's Inception3 has 27,161,264 parameters; without AuxLogits (3,326,696) and with
+    # 1008 instead of 1000 classes (+8 x 2049) that is the FID network's 23,850,960.
+    assert sum(v.numel() for k, v in net.named_parameters()) == 23_850_960
+    shapes = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_4a_3x3.bn.running_var": (192,),
+              "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1), "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
+              "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7), "Mixed_7a.branch3x3_2.conv.weight": (320, 192, 3, 3),
+              "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1), "fc.weight": (1008, 2048)}
+    for k, shape in shapes.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert net.Conv2d_1a_3x3.bn.eps == 1e-3
+    # The FID patches: average pools leave the padding out; only the last block max-pools.
+    assert torch.equal(_avg_pool_tf(torch.ones(1, 1, 4, 4)), torch.ones(1, 1, 4, 4))
+    assert net.Mixed_7c.max_pool and not net.Mixed_7b.max_pool
+
+
+def test_fid_through_the_command(tmp_path, monkeypatch):
+    from facerestore.archs.inception import FIDInceptionV3
+    from facerestore.metrics.fid import fid_from_features, inception_input, load_fid_inception
+
+    monkeypatch.setenv("FACERESTORE_OFFLINE", "1")
+    torch.manual_seed(0)
+    ref = FIDInceptionV3().eval()
+    # The release layout: no num_batches_tracked counters (an older torch), fc kept.
+    sd = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(sd, tmp_path / "pt_inception.pth")
+    # BasicSR's statistics file: numpy arrays pickled in the legacy format, under numpy 1's names.
+    rs = np.random.RandomState(0)
+    mean, a = rs.rand(2048) * 0.1, rs.randn(2048, 8) * 0.05
+    stats = tmp_path / "inception_FFHQ_512.pth"
+    torch.save(dict(name="FFHQ", size=512, mean=mean, cov=a @ a.T), stats, _use_new_zipfile_serialization=False)
+    stats.write_bytes(stats.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    r = tmp_path / "restored"
+    r.mkdir()
+    imgs = [synthetic_gt(40, 40), synthetic_restored(synthetic_gt(40, 40)), synthetic_gt(40, 40)[::-1]]
+    for i, img in enumerate(imgs):
+        cv2.imwrite(str(r / f"{i}.png"), np.ascontiguousarray(img))
+    out = tmp_path / "fid.json"
+    assert main(["--restored", str(r), "--metrics", "fid", "--fid-stats", str(stats), "--quiet", "--json", str(out),
+                 "--fid-inception", str(tmp_path / "pt_inception.pth")]) == 0
+    data = json.loads(out.read_text())
+    net = load_fid_inception(tmp_path / "pt_inception.pth")
+    with torch.no_grad():
+        feats = np.stack([net(inception_input(img.astype(np.float32)))[0].double().numpy() for img in imgs])
+    assert feats.shape == (3, 2048) and feats.min() >= 0
+    assert data["counts"]["fid"] == 3
+    # fid_from_features equals the plain Fréchet distance (tests/test_metrics.py), which at d = 2048
+    # takes half a minute on this CPU.
+    assert data["metrics"]["fid"] == pytest.approx(fid_from_features(feats, mean, a @ a.T), rel=1e-6)
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="FID Inception layout"):
+        load_fid_inception(tmp_path / "bad.pth")

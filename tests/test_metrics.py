@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from facerestore.metrics import bgr_to_y, frechet_distance, match_mean_std, niqe, psnr, ssim
-from facerestore.metrics.fid import feature_stats
+from facerestore.metrics.fid import feature_stats, fid_from_features
 from facerestore.metrics.niqe import imresize_half
 
 from _metric_images import synthetic_gt, synthetic_restored
@@ -166,3 +166,17 @@ def test_frechet_distance_matches_scipy_sqrtm_value():
     assert mean.shape == (4,) and cov.shape == (4, 4)
     with pytest.raises(ValueError, match="differ in length"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+@pytest.mark.parametrize("n", [4, 12, 60])
+def test_fid_from_features_equals_the_frechet_distance(n):
+    # n - 1 < d takes the small-matrix route, n - 1 >= d the plain one; both must give the same value
+    # (to 1e-7: the plain route takes square roots of rounding-level eigenvalues of a singular
+    # covariance, which the small route never sees).
+    rs = np.random.RandomState(n)
+    feats = rs.rand(n, 20) ** 2
+    a = rs.randn(20, 25)
+    mu_ref, sigma_ref = rs.rand(20), a @ a.T / 25
+    mean, cov = feature_stats(feats)
+    assert fid_from_features(feats, mu_ref, sigma_ref) == pytest.approx(
+        frechet_distance(mean, cov, mu_ref, sigma_ref), rel=1e-7)

@@ -13,12 +13,13 @@ from ..metrics.evaluate import ALL_METRICS, DEFAULT_METRICS, NOT_IMPLEMENTED
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "evaluate", help="measure restored faces against ground truth (PSNR, SSIM, NIQE, LPIPS, Deg)",
+        "evaluate", help="measure restored faces against ground truth (PSNR, SSIM, NIQE, LPIPS, FID, Deg)",
         description="Pair RESTORED and GT images by file stem and report each metric as the GFPGAN "
                     "authors compute it: PSNR/SSIM (BasicSR; restored colours matched to the GT's "
                     "per-channel mean and std first, as the authors' script does), NIQE (BasicSR, "
-                    "Y channel), LPIPS (VGG, RGB in [-1, 1]), Deg (ArcFace ResNet-18 angle, pairs "
-                    "under 1 degree left out). Not available yet: "
+                    "Y channel), LPIPS (VGG, RGB in [-1, 1]), FID (BasicSR's Inception-v3 "
+                    "features of every restored image against --fid-stats), Deg (ArcFace ResNet-18 "
+                    "angle, pairs under 1 degree left out). Not available yet: "
                     + "; ".join(f"{k} ({v.split(';')[0]})" for k, v in NOT_IMPLEMENTED.items()) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _arguments(p)
@@ -41,6 +42,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="ArcFace weights for deg: zoo name or file (the authors used resnet18_110.pth)")
     p.add_argument("--lpips-vgg16", default="vgg16", help="torchvision vgg16 weights: name or file")
     p.add_argument("--lpips-lin", default="lpips-vgg", help="LPIPS v0.1 vgg.pth linear layers: name or file")
+    p.add_argument("--fid-stats", default=None, metavar="FILE",
+                   help="FID reference statistics (the authors': inception_FFHQ_512-f7b384ab.pth)")
+    p.add_argument("--fid-inception", default="inception-fid",
+                   help="FID Inception weights: name or file (pt_inception-2015-12-05-6726825d.pth)")
     p.add_argument("--device", default="cpu", help="device for the network metrics")
     p.add_argument("--no-download", action="store_true", help="never download weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     opts = EvalOptions(metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border,
                        test_y_channel=args.y_channel, correct_mean_std=args.correct_mean_std,
                        restored_suffix=args.restored_suffix, arcface=args.arcface,
-                       lpips_vgg16=args.lpips_vgg16, lpips_lin=args.lpips_lin, device=args.device,
+                       lpips_vgg16=args.lpips_vgg16, lpips_lin=args.lpips_lin, fid_stats=args.fid_stats,
+                       fid_inception=args.fid_inception, device=args.device,
                        allow_download=not args.no_download)
 
     def bar(items: Any, total: int) -> Any:

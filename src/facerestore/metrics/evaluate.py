@@ -29,9 +29,6 @@ LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "niqe": "NIQE", "lpips": "LPIPS (
 
 # Metrics whose networks facerestore does not have yet: refused up front, never approximated.
 NOT_IMPLEMENTED = {
-    "fid": "FID needs BasicSR's patched Inception-v3 (pytorch-fid's pt_inception-2015-12-05-6726825d.pth) "
-           "as a feature extractor and the inception_FFHQ_512 reference statistics; facerestore has the "
-           "Fréchet distance itself (facerestore.metrics.frechet_distance) but not the Inception network yet",
     "lmd": "LMD needs the 98-point WFLW landmark network (AWing FAN, facexlib's alignment_WFLW_4HG.pth), "
            "which facerestore does not implement yet",
 }
@@ -55,6 +52,8 @@ class EvalOptions:
     arcface: str = "arcface-resnet18"
     lpips_vgg16: str = "vgg16"
     lpips_lin: str = "lpips-vgg"
+    fid_stats: str | None = None            # reference statistics file (required for fid)
+    fid_inception: str = "inception-fid"    # FID Inception weights: name or file
     device: str = "cpu"
     allow_download: bool = True
 
@@ -140,14 +139,16 @@ def _same_channels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a, np.repeat(b[..., None], 3, axis=2)
 
 
-def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
+def check_metrics(names: Iterable[str], have_fid_stats: bool = True) -> tuple[str, ...]:
+    """The chosen metric names, validated; ``all`` = every implemented one (FID only when its
+    reference statistics are given)."""
     out = []
     for name in names:
         key = name.strip().lower()
         if not key:
             continue
         if key == "all":
-            out += [m for m in ALL_METRICS if m not in NOT_IMPLEMENTED]
+            out += [m for m in ALL_METRICS if m not in NOT_IMPLEMENTED and (m != "fid" or have_fid_stats)]
             continue
         if key not in ALL_METRICS:
             raise EvaluationError(f"unknown metric '{name}'; choose from {', '.join(ALL_METRICS)} (or all)")
@@ -167,7 +168,8 @@ class _Networks:
     def __init__(self, opts: EvalOptions) -> None:
         from ..models import zoo
 
-        self.identity = self.lpips = None
+        self.identity = self.lpips = self.inception = None
+        self.fid_ref: tuple[np.ndarray, np.ndarray] | None = None
         missing = []
         if "deg" in opts.metrics:
             try:
@@ -186,8 +188,24 @@ class _Networks:
             if len(paths) == 2:
                 from .lpips import load_lpips
                 self.lpips = load_lpips(paths[0], paths[1], opts.device)
+        if "fid" in opts.metrics:
+            from .fid import load_fid_inception, load_reference_stats
+            from .weights import FID_STATS_HELP, metric_file
+            if opts.fid_stats is None:
+                missing.append(f"FID: give --fid-stats FILE: {FID_STATS_HELP}")
+            else:
+                try:
+                    self.fid_ref = load_reference_stats(opts.fid_stats)
+                except (OSError, ValueError) as exc:
+                    missing.append(f"FID: {exc}; expected {FID_STATS_HELP}")
+            if self.fid_ref is not None:  # no 100 MB download for a run that cannot finish
+                try:
+                    self.inception = load_fid_inception(
+                        metric_file(opts.fid_inception, allow_download=opts.allow_download), opts.device)
+                except (zoo.ModelUnavailableError, FileNotFoundError) as exc:
+                    missing.append(f"FID: {exc}")
         if missing:
-            raise EvaluationError("missing weights:\n" + "\n".join(missing))
+            raise EvaluationError("missing files:\n" + "\n".join(missing))
 
 
 def _mean(values: list[float]) -> float:
@@ -198,7 +216,7 @@ def evaluate_folders(restored_dir: str | Path, gt_dir: str | Path | None, option
                      progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None) -> EvalResult:
     """Measure every chosen metric; ``progress(iterable, total)`` may wrap the loop (a progress bar)."""
     opts = options or EvalOptions()
-    opts.metrics = check_metrics(opts.metrics)
+    opts.metrics = check_metrics(opts.metrics, opts.fid_stats is not None)
     if opts.crop_border < 0:
         raise EvaluationError(f"--crop-border must be >= 0, got {opts.crop_border}")
     full_ref = [m for m in opts.metrics if m in FULL_REFERENCE]
@@ -213,12 +231,13 @@ def evaluate_folders(restored_dir: str | Path, gt_dir: str | Path | None, option
 
     # One pass over every restored image: paired ones get all metrics, unpaired ones NIQE only.
     items: list[tuple[str, Path, Path | None]] = list(pairing.pairs)
-    if "niqe" in opts.metrics:
+    if "niqe" in opts.metrics or "fid" in opts.metrics:  # no-reference: every restored image
         items += [(p.stem, p, None) for p in pairing.restored_only]
         items.sort(key=lambda t: t[0])
     per_image: dict[str, dict[str, float]] = {}
     failures: list[tuple[str, str]] = []
     angles: list[float] = []
+    fid_features: list[np.ndarray] = []
     loop = progress(items, len(items)) if progress else items
     for stem, rpath, gpath in loop:
         scores: dict[str, float] = {}
@@ -232,6 +251,12 @@ def evaluate_folders(restored_dir: str | Path, gt_dir: str | Path | None, option
                 scores["niqe"] = niqe(restored, opts.crop_border)
             except ValueError as exc:
                 failures.append((str(rpath), f"NIQE: {exc}"))
+        if nets.inception is not None:
+            import torch
+
+            from .fid import inception_input
+            with torch.no_grad():
+                fid_features.append(nets.inception(inception_input(restored).to(opts.device))[0].double().cpu().numpy())
         if gpath is not None and full_ref:
             try:
                 gt = read_bgr(gpath)
@@ -258,10 +283,27 @@ def evaluate_folders(restored_dir: str | Path, gt_dir: str | Path | None, option
         if m == "deg":
             deg = summarize_angles(vals)
             metrics[m] = deg.mean
+        elif m == "fid":
+            counts[m] = len(fid_features)
+            metrics[m] = _fid(fid_features, nets.fid_ref, failures)
         else:
             metrics[m] = _mean(vals)
     return EvalResult(str(restored_dir), None if gt_dir is None else str(gt_dir), opts, metrics, counts,
                       per_image, pairing, failures, deg)
+
+
+def _fid(features: list[np.ndarray], ref: tuple[np.ndarray, np.ndarray] | None,
+         failures: list[tuple[str, str]]) -> float:
+    from .fid import fid_from_features
+
+    if ref is None or len(features) < 2:
+        failures.append(("FID", f"needs at least 2 restored images, got {len(features)}"))
+        return math.nan
+    if ref[0].size != features[0].size:
+        failures.append(("FID", f"the reference statistics have {ref[0].size} features, the Inception gives "
+                                f"{features[0].size}"))
+        return math.nan
+    return fid_from_features(np.stack(features), ref[0], ref[1])
 
 
 def _full_reference(restored: np.ndarray, gt: np.ndarray, rpath: Path, gpath: Path, opts: EvalOptions,

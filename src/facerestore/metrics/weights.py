@@ -22,7 +22,19 @@ METRIC_FILES: tuple[ModelEntry, ...] = (
     # torchvision's ImageNet VGG16 (the trunk LPIPS-VGG uses); its name carries the sha256 prefix.
     ModelEntry("vgg16", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                "VGG16", description="ImageNet VGG16 (torchvision release), trunk of LPIPS-VGG"),
+    # The FID Inception-v3 (TensorFlow's 2015-12-05 graph as ported by pytorch-fid; BasicSR loads
+    # this file). The name carries its sha256 prefix; no full hash is published.
+    ModelEntry("inception-fid", "pt_inception-2015-12-05-6726825d.pth",
+               "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+               "pt_inception-2015-12-05-6726825d.pth",
+               "FIDInceptionV3", description="Inception-v3 for FID features (pytorch-fid release)"),
 )
+
+# The reference statistics the GFPGAN authors use are not on a direct-download host: the user
+# passes the file (``--fid-stats``); this says where to get it.
+FID_STATS_HELP = ("the reference statistics inception_FFHQ_512-f7b384ab.pth (50,000 FFHQ faces at 512 px, "
+                  "BasicSR's 'metrics data' folder: https://drive.google.com/drive/folders/"
+                  "13cWIQyHX3iNmZRJ5v8v3kdyrT9RBTAi9), or a pytorch-fid .npz with mu and sigma")
 
 
 def find_metric_file(name: str) -> ModelEntry:
