@@ -181,6 +181,7 @@ def test_size_mismatch_and_unreadable_files_are_reported(folders, capsys):
 def test_no_reference_metric_without_gt(folders, capsys):
     r, _ = folders
     assert main(["--restored", str(r), "--metrics", "niqe", "--quiet"]) == 0
+    assert "3 images (no ground truth)" in capsys.readouterr().out
     assert main(["--restored", str(r), "--metrics", "psnr", "--quiet"]) == 2
     assert "--gt" in capsys.readouterr().err
 

@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: two files share a stem, the first is used: {dup}", file=sys.stderr)
     for f, reason in result.failures:
         print(f"error: {f}: {reason}", file=sys.stderr)
-    print(f"{len(pairing.pairs)} pairs" + (f", {len(result.failures)} failures" if result.failures else ""))
+    counted = (f"{len(pairing.pairs)} pairs" if args.gt is not None
+               else f"{len(pairing.restored_only)} images (no ground truth)")
+    print(counted + (f", {len(result.failures)} failures" if result.failures else ""))
     print(format_table(result))
     if args.json:
         path = write_json_atomic(args.json, result_dict(result))
