@@ -187,7 +187,7 @@ def test_no_reference_metric_without_gt(folders, capsys):
 
 
 @pytest.mark.parametrize("metric,words", [("fid", "--fid-stats FILE: the reference statistics inception_FFHQ_512"),
-                                          ("lmd", "landmark"), ("bogus", "unknown metric")])
+                                          ("bogus", "unknown metric")])
 def test_unavailable_metrics_are_refused(folders, capsys, metric, words):
     r, g = folders
     assert main(["--restored", str(r), "--gt", str(g), "--metrics", f"psnr,{metric}", "--quiet"]) == 2
@@ -196,9 +196,9 @@ def test_unavailable_metrics_are_refused(folders, capsys, metric, words):
 
 def test_missing_network_weights_are_named(folders, capsys):
     r, g = folders
-    assert main(["--restored", str(r), "--gt", str(g), "--metrics", "lpips,deg", "--no-download", "--quiet"]) == 2
+    assert main(["--restored", str(r), "--gt", str(g), "--metrics", "lpips,deg,lmd", "--no-download", "--quiet"]) == 2
     err = capsys.readouterr().err
-    for name in ("vgg16-397923af.pth", "lpips_v0.1_vgg.pth", "arcface_resnet18.pth",
+    for name in ("vgg16-397923af.pth", "lpips_v0.1_vgg.pth", "arcface_resnet18.pth", "alignment_WFLW_4HG.pth",
                  "https://download.pytorch.org/models/vgg16-397923af.pth"):
         assert name in err
     stats = r.parent / "stats.npz"
@@ -306,3 +306,64 @@ def test_fid_through_the_command(tmp_path, monkeypatch):
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="FID Inception layout"):
         load_fid_inception(tmp_path / "bad.pth")
+
+
+# ---------------------------------------------------------------- LMD
+
+def test_awing_fan_layout():
+    from facerestore.archs.awing import AWingFAN
+
+    sd = AWingFAN().state_dict()
+    assert len(sd) == 1137  # facexlib FAN(num_modules=4, num_landmarks=98): every tensor, buffers included
+    shapes = {"conv1.conv.weight": (64, 6, 7, 7),            # RGB + row, column, radius
+              "m0.coordconv.conv.weight": (256, 259, 1, 1),  # first hourglass: no boundary channels
+              "m1.coordconv.conv.weight": (256, 261, 1, 1),  # later ones: + 2 boundary-masked coordinates
+              "conv2.downsample.2.weight": (128, 64, 1, 1), "m3.b2_plus_1.conv3.weight": (64, 64, 3, 3),
+              "m2.b3_4.bn1.running_mean": (256,), "l3.weight": (99, 256, 1, 1), "al2.weight": (256, 99, 1, 1)}
+    for k, shape in shapes.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert "bl3.weight" not in sd and "al3.weight" not in sd
+
+
+def test_heatmap_decoding_rule():
+    from facerestore.metrics.landmarks import decode_heatmaps, landmark_distance
+
+    heat = np.zeros((1, 2, 64, 64))
+    heat[0, 0, 20, 10] = 5          # peak at x=10, y=20
+    heat[0, 0, 20, 11] = 2          # right neighbour larger than left: +0.25 in x
+    heat[0, 0, 19, 10] = 1          # upper neighbour larger than lower: -0.25 in y
+    heat[0, 1, 30, 40] = 5          # a lone peak: neighbours equal, no shift
+    pts = decode_heatmaps(heat)[0]
+    assert pts.tolist() == [[10.75, 20.25], [40.5, 30.5]]
+    # facexlib's quirk, kept: once one peak lies in the last row, every landmark reads its lower
+    # neighbour from the last pixel (here 0), so landmark 0 still moves up although its real lower
+    # neighbour (3) is now larger than its upper one (1).
+    heat[0, 1, 63, 5] = 9
+    heat[0, 0, 21, 10] = 3
+    assert decode_heatmaps(heat)[0][0].tolist() == [10.75, 20.25]
+    assert landmark_distance([[0, 0], [1, 1]], [[3, 4], [1, 1]]) == 2.5
+
+
+def test_lmd_through_the_command(tmp_path, monkeypatch):
+    from facerestore.archs.awing import AWingFAN
+    from facerestore.metrics.landmarks import LandmarkDetector
+
+    monkeypatch.setenv("FACERESTORE_OFFLINE", "1")
+    torch.manual_seed(0)
+    path = tmp_path / "alignment_WFLW_4HG.pth"
+    torch.save({"state_dict": AWingFAN().state_dict()}, path)  # the release wraps it so
+    r, g = tmp_path / "restored", tmp_path / "gt"
+    r.mkdir(), g.mkdir()
+    face = synthetic_gt(80, 72)
+    cv2.imwrite(str(g / "a.png"), face)
+    cv2.imwrite(str(r / "a.png"), face)
+    out = tmp_path / "lmd.json"
+    assert main(["--restored", str(r), "--gt", str(g), "--metrics", "lmd", "--lmd-model", str(path), "--quiet",
+                 "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["per_image"]["a"]["lmd"] == 0.0 and data["counts"]["lmd"] == 1
+    pts = LandmarkDetector(path).get_landmarks(face)
+    assert pts.shape == (98, 2) and (pts[:, 0] <= 72 + 1).all() and (pts[:, 1] <= 80 + 1).all()
+    torch.save({"state_dict": {"conv1.conv.weight": torch.zeros(1)}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="AWing FAN"):
+        LandmarkDetector(tmp_path / "bad.pth")

@@ -13,14 +13,15 @@ from ..metrics.evaluate import ALL_METRICS, DEFAULT_METRICS, NOT_IMPLEMENTED
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "evaluate", help="measure restored faces against ground truth (PSNR, SSIM, NIQE, LPIPS, FID, Deg)",
+        "evaluate", help="measure restored faces against ground truth (PSNR, SSIM, NIQE, LPIPS, FID, Deg, LMD)",
         description="Pair RESTORED and GT images by file stem and report each metric as the GFPGAN "
                     "authors compute it: PSNR/SSIM (BasicSR; restored colours matched to the GT's "
                     "per-channel mean and std first, as the authors' script does), NIQE (BasicSR, "
                     "Y channel), LPIPS (VGG, RGB in [-1, 1]), FID (BasicSR's Inception-v3 "
                     "features of every restored image against --fid-stats), Deg (ArcFace ResNet-18 "
-                    "angle, pairs under 1 degree left out). Not available yet: "
-                    + "; ".join(f"{k} ({v.split(';')[0]})" for k, v in NOT_IMPLEMENTED.items()) + ".",
+                    "angle, pairs under 1 degree left out), LMD (mean distance of the 98 AWing FAN "
+                    "landmarks, pixels)."
+                    + ("".join(f" Not available: {k} ({v})." for k, v in NOT_IMPLEMENTED.items())),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _arguments(p)
     p.set_defaults(func=run)
@@ -46,6 +47,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="FID reference statistics (the authors': inception_FFHQ_512-f7b384ab.pth)")
     p.add_argument("--fid-inception", default="inception-fid",
                    help="FID Inception weights: name or file (pt_inception-2015-12-05-6726825d.pth)")
+    p.add_argument("--lmd-model", default="awing-fan",
+                   help="AWing FAN weights for lmd: name or file (alignment_WFLW_4HG.pth)")
     p.add_argument("--device", default="cpu", help="device for the network metrics")
     p.add_argument("--no-download", action="store_true", help="never download weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                        test_y_channel=args.y_channel, correct_mean_std=args.correct_mean_std,
                        restored_suffix=args.restored_suffix, arcface=args.arcface,
                        lpips_vgg16=args.lpips_vgg16, lpips_lin=args.lpips_lin, fid_stats=args.fid_stats,
-                       fid_inception=args.fid_inception, device=args.device,
+                       fid_inception=args.fid_inception, lmd_model=args.lmd_model, device=args.device,
                        allow_download=not args.no_download)
 
     def bar(items: Any, total: int) -> Any:

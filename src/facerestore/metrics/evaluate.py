@@ -28,10 +28,7 @@ LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "niqe": "NIQE", "lpips": "LPIPS (
           "deg": "Deg (ArcFace angle, °)", "lmd": "LMD (px)"}
 
 # Metrics whose networks facerestore does not have yet: refused up front, never approximated.
-NOT_IMPLEMENTED = {
-    "lmd": "LMD needs the 98-point WFLW landmark network (AWing FAN, facexlib's alignment_WFLW_4HG.pth), "
-           "which facerestore does not implement yet",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -54,6 +51,7 @@ class EvalOptions:
     lpips_lin: str = "lpips-vgg"
     fid_stats: str | None = None            # reference statistics file (required for fid)
     fid_inception: str = "inception-fid"    # FID Inception weights: name or file
+    lmd_model: str = "awing-fan"            # AWing FAN weights for LMD: name or file
     device: str = "cpu"
     allow_download: bool = True
 
@@ -168,7 +166,7 @@ class _Networks:
     def __init__(self, opts: EvalOptions) -> None:
         from ..models import zoo
 
-        self.identity = self.lpips = self.inception = None
+        self.identity = self.lpips = self.inception = self.landmarks = None
         self.fid_ref: tuple[np.ndarray, np.ndarray] | None = None
         missing = []
         if "deg" in opts.metrics:
@@ -188,6 +186,14 @@ class _Networks:
             if len(paths) == 2:
                 from .lpips import load_lpips
                 self.lpips = load_lpips(paths[0], paths[1], opts.device)
+        if "lmd" in opts.metrics:
+            from .landmarks import LandmarkDetector
+            from .weights import metric_file
+            try:
+                self.landmarks = LandmarkDetector(metric_file(opts.lmd_model, allow_download=opts.allow_download),
+                                                  opts.device)
+            except (zoo.ModelUnavailableError, FileNotFoundError) as exc:
+                missing.append(f"LMD: {exc}")
         if "fid" in opts.metrics:
             from .fid import load_fid_inception, load_reference_stats
             from .weights import FID_STATS_HELP, metric_file
@@ -326,6 +332,10 @@ def _full_reference(restored: np.ndarray, gt: np.ndarray, rpath: Path, gpath: Pa
     if nets.identity is not None:
         from .identity import read_gray
         out["deg"] = nets.identity.angle(read_gray(rpath), read_gray(gpath))
+    if nets.landmarks is not None:
+        from .landmarks import landmark_distance, read_bgr8
+        out["lmd"] = landmark_distance(nets.landmarks.get_landmarks(read_bgr8(gpath)),
+                                       nets.landmarks.get_landmarks(read_bgr8(rpath)))
     return out
 
 

@@ -22,6 +22,10 @@ METRIC_FILES: tuple[ModelEntry, ...] = (
     # torchvision's ImageNet VGG16 (the trunk LPIPS-VGG uses); its name carries the sha256 prefix.
     ModelEntry("vgg16", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                "VGG16", description="ImageNet VGG16 (torchvision release), trunk of LPIPS-VGG"),
+    # AWing FAN, 98 WFLW landmarks (facexlib's release), for LMD.
+    ModelEntry("awing-fan", "alignment_WFLW_4HG.pth",
+               "https://github.com/xinntao/facexlib/releases/download/v0.1.0/alignment_WFLW_4HG.pth",
+               "AWingFAN", description="98-point face landmarks (facexlib release), for LMD"),
     # The FID Inception-v3 (TensorFlow's 2015-12-05 graph as ported by pytorch-fid; BasicSR loads
     # this file). The name carries its sha256 prefix; no full hash is published.
     ModelEntry("inception-fid", "pt_inception-2015-12-05-6726825d.pth",
