@@ -1,7 +1,8 @@
 """Image-quality metrics as the GFPGAN authors compute them, and a temporal flicker measure.
 
 PSNR/SSIM/NIQE are plain numpy (:mod:`.psnr_ssim`, :mod:`.niqe`); the network-based metrics
-(identity angle, LPIPS, FID features) live in their own modules and import torch models lazily.
+(:mod:`.identity` angle, :mod:`.lpips`, :mod:`.fid` Inception features, :mod:`.landmarks`) live in
+their own modules and build their networks only when asked.
 ``facerestore evaluate`` (:mod:`.evaluate`) runs them over a folder pair.
 """
 from __future__ import annotations

@@ -2,8 +2,9 @@
 GFPGAN authors do (``metric_paper/`` scripts of TencentARC/VQFR; see ../shared/specs/evaluation.md).
 
 Files are paired by stem (``restored/0001.png`` with ``gt/0001.jpg``; ``restored_suffix`` strips
-e.g. ``_00`` from restored names). Full-reference metrics (PSNR, SSIM, LPIPS, Deg) need a pair
-of equal size; NIQE, a no-reference metric, is measured on every restored image (no GT needed).
+e.g. ``_00`` from restored names). Full-reference metrics (PSNR, SSIM, LPIPS, Deg, LMD) need a
+pair of equal size; NIQE and FID (against reference statistics) are measured on every restored
+image, with no GT needed.
 """
 from __future__ import annotations
 
