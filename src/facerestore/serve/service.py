@@ -85,12 +85,10 @@ class RestoreResult:
 def _slot_for(spec: Any) -> ModelSlot:
     from ..models import zoo
 
-    if isinstance(spec, str) and not Path(spec).suffix:
-        entry = zoo.find_entry(spec)
-        if entry is not None:
-            version = next((a for a in entry.aliases if a[:1].isdigit()), None)
-            return ModelSlot(entry.name, entry.name, "zoo", version)
-        return ModelSlot(spec, spec, "zoo")
+    entry = zoo.find_entry(spec) if isinstance(spec, str) and not Path(spec).is_file() else None
+    if entry is not None:
+        version = next((a for a in entry.aliases if a[:1].isdigit()), None)
+        return ModelSlot(entry.name, entry.name, "zoo", version)
     return ModelSlot(Path(spec).stem, spec, "file")
 
 
