@@ -226,3 +226,56 @@ def test_an_oversized_upload_is_refused_while_it_streams(checkpoint, tmp_path):
         assert refused_early or sent < 64 * 1024 * 1024
         conn.close()
         assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the command
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_facerestore_serve_command_serves_the_page_and_the_api(checkpoint, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = dict(os.environ, **{zoo.OFFLINE_ENV: "1", zoo.CACHE_ENV: str(tmp_path / "cache"),
+                              "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "facerestore", "serve", "--model", str(checkpoint),
+                             "--detector", "mtcnn", "--parser", "none", "--port", str(port), "--log-level", "warning"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if _get(base, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        status, page = _get(base, "/")
+        assert status == 200 and "facerestore" in page
+        status, headers, body = _post(base, png_bytes(40, 30), {"upscale": "2"})
+        assert status == 200 and body[:4] == b"\x89PNG" and headers["X-Image-Size"] == "80x60"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert f"serving on http://127.0.0.1:{port}/" in err  # bound to 127.0.0.1 unless told otherwise
+
+
+def test_facerestore_serve_fails_fast_on_a_missing_model(tmp_path, capsys):
+    from facerestore import cli
+
+    assert cli.main(["serve", "--model", str(tmp_path / "missing.pth"), "--detector", "mtcnn",
+                     "--parser", "none", "--port", "1"]) != 0
+    assert "missing.pth" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import re
 import shutil
@@ -209,21 +210,26 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
                 settings = service.parse_request(upload.fields)
                 queued_at = time.perf_counter()
 
-                def job() -> tuple[RestoreResult, dict[str, Any] | None, float]:
+                def job() -> tuple[RestoreResult, dict[str, float], bytes | None]:
                     waited = (time.perf_counter() - queued_at) * 1000
                     result = service.restore(upload.path, upload.filename, settings)
-                    payload = _json_payload(result, settings.model, settings.options) if output == "json" else None
-                    return result, payload, waited
+                    timings = {"upload": upload.seconds * 1000, "queue": waited, **result.timings}
+                    body = None
+                    if output == "json":  # base64 and JSON of a large image are work too: here, not on the loop
+                        payload = _json_payload(result, settings.model, settings.options)
+                        timings["total"] = (time.perf_counter() - start) * 1000
+                        payload["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
+                        body = json.dumps(payload, separators=(",", ":")).encode()
+                    return result, timings, body
 
                 handed_over = True  # from here the limiter removes the folder when the work is done
-                result, payload, waited = await limiter.run(
+                result, timings, body = await limiter.run(
                     job, finally_=lambda: shutil.rmtree(folder, ignore_errors=True))
             finally:
                 if not handed_over:
                     shutil.rmtree(folder, ignore_errors=True)
 
-        timings = {"upload": upload.seconds * 1000, "queue": waited, **result.timings,
-                   "total": (time.perf_counter() - start) * 1000}
+        timings.setdefault("total", (time.perf_counter() - start) * 1000)
         headers = {
             "X-Faces": str(result.faces),
             "X-Face-Boxes": ";".join(",".join(f"{v:g}" for v in b["box"]) for b in result.boxes),
@@ -232,9 +238,8 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
             "Server-Timing": _server_timing(timings),
             "Cache-Control": "no-store",
         }
-        if payload is not None:
-            payload["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
-            return JSONResponse(payload, headers=headers)
+        if body is not None:
+            return Response(body, media_type="application/json", headers=headers)
         filename = f"{_safe_stem(upload.filename)}_restored{result.ext}"
         headers["Content-Disposition"] = f'inline; filename="{filename}"'
         return Response(result.image, media_type=result.media_type, headers=headers)
