@@ -315,3 +315,25 @@ def test_cli_serve_flags_and_safe_defaults():
     config = config_from_args(args).validate()
     assert config.models == ["a.pth", "v1.3"] and config.max_upload_bytes == 5 * 1024 * 1024
     assert (config.max_concurrency, config.queue_size) == (2, 3)
+
+
+def test_background_upsampler_on_and_off_share_every_network(checkpoint, tmp_path):
+    import torch
+
+    from facerestore.archs.rrdbnet import RRDBNet
+
+    torch.manual_seed(0)
+    bg = tmp_path / "tiny_x2.pth"
+    torch.save({"params_ema": RRDBNet(3, 3, scale=2, num_feat=8, num_block=1, num_grow_ch=4).state_dict()}, bg)
+    app = create_app(serve_config(checkpoint, bg_upsampler=str(bg), bg_tile=0))
+    with TestClient(app) as c:
+        wait_ready(lambda path: (lambda r: (r.status_code, r.text))(c.get(path)))
+        assert c.get("/v1/models").json()["bg_upsamplers"] == ["none", "tiny_x2"]
+        with_bg = _post(c, png_bytes(40, 30), {"upscale": "2"})
+        without = _post(c, png_bytes(40, 30), {"upscale": "2", "bg_upsampler": "none"})
+        assert with_bg.status_code == without.status_code == 200
+        assert decode(with_bg.content).shape == decode(without.content).shape == (60, 80, 3)
+        assert with_bg.content != without.content  # the network, not a resize
+    service = app.state.service
+    (on, off) = (service._cache[(checkpoint.stem, "tiny_x2")], service._cache[(checkpoint.stem, None)])
+    assert on.net is off.net and on.detector is off.detector and on.upsampler is not None and off.upsampler is None

@@ -149,7 +149,7 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, exc: Busy) -> JSONResponse:
-        return _error(503, str(exc), None, {"Retry-After": str(exc.retry_after)})
+        return _error(503, str(exc), None, {"Retry-After": str(exc.retry_after), "Connection": "close"})
 
     # ------------------------------------------------------------------ the page
 

@@ -158,17 +158,23 @@ class RestoreService:
             from ..pipeline.restorer import Restorer
 
             cfg = self.config
+            # Every network is loaded once: a model asked for with and without the background
+            # upsampler shares its face network; all models share the detector, parser, upsampler.
+            face_net = next((r.net for (m, _), r in self._cache.items() if m == model), None)
+            shared = self._shared_parts
             options = RestoreOptions(
-                model=self._slot(model).spec, bg_upsampler=cfg.bg_upsampler if bg else None, bg_tile=cfg.bg_tile,
-                detector=self._shared_parts.get("detector", cfg.detector),
-                parser=self._shared_parts.get("parser", cfg.parser), device=cfg.device,
-                allow_download=cfg.allow_download, upscale=1.0)
+                model=face_net if face_net is not None else self._slot(model).spec,
+                bg_upsampler=shared.get("upsampler", cfg.bg_upsampler) if bg else None, bg_tile=cfg.bg_tile,
+                detector=shared.get("detector", cfg.detector), parser=shared.get("parser", cfg.parser),
+                device=cfg.device, allow_download=cfg.allow_download, upscale=1.0)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 restorer = Restorer.from_options(options)
             self.load_notes.extend(str(w.message) for w in caught if str(w.message) not in self.load_notes)
-            self._shared_parts.setdefault("detector", restorer.detector)
-            self._shared_parts.setdefault("parser", restorer.parser)
+            shared.setdefault("detector", restorer.detector)
+            shared.setdefault("parser", restorer.parser)
+            if restorer.upsampler is not None:
+                shared.setdefault("upsampler", restorer.upsampler)
             self._cache[key] = restorer
             return restorer
 
