@@ -16,15 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--model", action="append", default=None,
                    help="a face model requests may choose: zoo name or weights file; repeat for several, "
-                        "the first is the default (default: v1.4)")
+                        "the first is the default (default: v1.4)%(default).0s")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--detector", default="auto", help="face detector (as for `facerestore restore`)")
     p.add_argument("--parser", default="parsenet", help="face parser for the paste mask, or none")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="none",
                    help="background upsampler requests may turn on: none, realesrgan, a zoo name or a file")
     p.add_argument("--max-upload-mb", type=float, default=20, help="largest upload accepted (413 above)")
-    p.add_argument("--max-pixels", type=float, default=40e6, help="largest image accepted, in pixels (413 above)")
-    p.add_argument("--max-output-pixels", type=float, default=100e6, help="largest result, in pixels (422 above)")
+    p.add_argument("--max-pixels", type=float, default=40_000_000, help="largest image accepted, in pixels (413 above)")
+    p.add_argument("--max-output-pixels", type=float, default=100_000_000,
+                   help="largest result, in pixels (422 above)")
     p.add_argument("--max-upscale", type=float, default=4, help="largest upscale a request may ask for")
     p.add_argument("--max-concurrency", type=int, default=1, help="restorations run at once")
     p.add_argument("--queue", type=int, default=8, help="requests that may wait for a slot (503 beyond)")

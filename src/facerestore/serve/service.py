@@ -158,7 +158,7 @@ class RestoreService:
             cfg = self.config
             # Every network is loaded once: a model asked for with and without the background
             # upsampler shares its face network; all models share the detector, parser, upsampler.
-            face_net = next((r.net for (m, _), r in self._cache.items() if m == model), None)
+            face_net = next((r.net for (m, _), r in list(self._cache.items()) if m == model), None)
             shared = self._shared_parts
             options = RestoreOptions(
                 model=face_net if face_net is not None else self._slot(model).spec,
@@ -188,7 +188,7 @@ class RestoreService:
     def describe_models(self) -> dict[str, Any]:
         models = []
         for slot in self.models:
-            loaded = next((r for (m, _), r in self._cache.items() if m == slot.name), None)
+            loaded = next((r for (m, _), r in list(self._cache.items()) if m == slot.name), None)
             entry: dict[str, Any] = {"name": slot.name, "source": slot.source, "version": slot.version,
                                      "default": slot.name == self.default_model, "loaded": loaded is not None}
             if loaded is not None:
