@@ -22,6 +22,22 @@ class FaceDetector(Protocol):
     def detect(self, img: np.ndarray, conf_threshold: float = ...) -> np.ndarray: ...
 
 
+def unknown_detector(name_or_path: object) -> str | None:
+    """Why ``name_or_path`` names no detector (listing the valid names), or None when it may."""
+    if not isinstance(name_or_path, (str, Path)):
+        return None  # a module or detector object: checked when loaded
+    name = str(name_or_path)
+    if name.lower() in DETECTOR_NAMES or Path(name).expanduser().is_file():
+        return None
+    from ..models import zoo
+
+    entry = zoo.find_entry(name)
+    if entry is not None and entry.arch == "RetinaFace":
+        return None
+    return (f"'{name}' is not a face detector. Choose one of {', '.join(DETECTOR_NAMES)}, "
+            f"or give a RetinaFace weights file")
+
+
 def load_detector(name_or_path: str | Path | nn.Module = "auto", device: str | torch.device = "cpu", *,
                   allow_download: bool = True, conf_threshold: float | None = None,
                   min_face: int | None = None) -> FaceDetector:
@@ -51,11 +67,9 @@ def load_detector(name_or_path: str | Path | nn.Module = "auto", device: str | t
         name = str(found) if found is not None else "mtcnn"  # the path: not located (hashed) twice
     if name.lower() == "mtcnn":
         return MTCNNDetector(device=device, **settings)
-    if not Path(name).expanduser().is_file() and name.lower() not in DETECTOR_NAMES:
-        entry = zoo.find_entry(name)
-        if entry is None or entry.arch != "RetinaFace":
-            raise CheckpointError(f"'{name}' is not a face detector. Choose one of {', '.join(DETECTOR_NAMES)}, "
-                                  f"or give a RetinaFace weights file")
+    problem = unknown_detector(name)
+    if problem is not None:
+        raise CheckpointError(problem)
     loaded = load(name, device, allow_download=allow_download)
     if not isinstance(loaded.model, RetinaFace):
         raise CheckpointError(f"{name}: a face detector must be RetinaFace weights, "

@@ -108,6 +108,10 @@ class RestoreOptions:
             raise OptionsError("--ext", f"'{self.ext}' is not one of auto, jpg, png")
         if self.suffix is not None and any(c in str(self.suffix) for c in "/\\\0"):
             raise OptionsError("--suffix", "must not contain path separators")
+        from ..face.detectors import unknown_detector
+
+        if (problem := unknown_detector(self.detector)) is not None:
+            raise OptionsError("--detector", problem)
         if self.det_threshold is not None:
             _number("--det-threshold", self.det_threshold, low=0.0, high=1.0)
         if self.min_face is not None:
