@@ -401,7 +401,8 @@ class Restorer:
         records = [FaceRecord(i, weight=weight, color_matched=self.color_match) for i in range(len(cropped))]
         if self.identity is None or not cropped:
             return restored, records
-        scores = self.identity.scores(cropped, restored)
+        inputs = self.identity.embed(cropped)  # once: the fallback compares against them again
+        scores = [float(np.clip(v, -1, 1)) for v in (inputs * self.identity.embed(restored)).sum(axis=1)]
         for i, score in enumerate(scores):
             records[i].identity = round(score, 6)
             if self.min_identity is None or score >= self.min_identity:
@@ -410,7 +411,7 @@ class Restorer:
             for fraction in steps:
                 lower = weight * fraction
                 face = self.blend(raw[i], cropped[i], lower)
-                lower_score = self.identity.scores([cropped[i]], [face])[0] if lower > 0 else 1.0
+                lower_score = float(np.clip(inputs[i] @ self.identity.embed([face])[0], -1, 1)) if lower > 0 else 1.0
                 if lower_score >= self.min_identity or lower <= 0:
                     break
             restored[i] = face
