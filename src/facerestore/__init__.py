@@ -26,7 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pipeline.upsampler import Upsampler
 
 
+_SUBPACKAGES = ("archs", "face", "io", "models", "pipeline")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:  # facerestore.models.load(...) after a bare `import facerestore`
+        return importlib.import_module(f"facerestore.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'facerestore' has no attribute {name!r}")

@@ -16,6 +16,7 @@ COMMANDS = {
     "restore": "facerestore.cli.restore",
     "models": "facerestore.cli.models",
     "convert": "facerestore.cli.convert",
+    "summarize": "facerestore.cli.summarize",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Detect, align, restore and paste back every face of each photo. "
                     "Flags keep the spellings of the official inference_gfpgan.py.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-i", "--input", default="inputs/whole_imgs", help="an image or a folder of images")
+    p.add_argument("-i", "--input", default="inputs/whole_imgs",
+                   help="an image, a folder of images, or a .txt file listing image paths (one per line)")
     p.add_argument("-o", "--output", default="results", help="output folder")
     p.add_argument("-v", "--version", default="1.4",
                    help="official model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (see --model)")
@@ -52,6 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="refuse images with more pixels than this (protects memory)")
     p.add_argument("--max-output-pixels", type=float, default=400e6,
                    help="refuse a result with more pixels than this (checked before the work)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="process only share I of N of the inputs (default: from RANK/WORLD_SIZE as torchrun "
+                        "sets them, or SLURM's task ids); writes OUT/summary-shardI-ofN.json")
+    p.add_argument("--skip-existing", "--resume", action="store_true",
+                   help="skip inputs whose results are already complete (restart a killed run with it); "
+                        "on by default when sharded")
     p.add_argument("--no-download", action="store_true", help="never download model files")
     _add_control_flags(p)
     p.add_argument("--verbose", action="store_true", help="show tracebacks for failures")
@@ -104,6 +111,14 @@ def _count(value: float) -> float | int:
     return int(value) if value == value and abs(value) != float("inf") else value
 
 
+def _local_device(device: str) -> str:
+    """One GPU per process: a bare ``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun/SLURM."""
+    import os
+
+    local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID"))
+    return f"cuda:{int(local)}" if device == "cuda" and local is not None else device
+
+
 def _note(message: str) -> None:
     from tqdm.auto import tqdm
 
@@ -113,9 +128,11 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..io.images import list_images
-    from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, run_batch
+    from ..io.images import ImageReadError, scan_inputs
+    from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, output_stems, run_batch
     from ..pipeline.options import OptionsError
+    from ..pipeline.shard import (ShardSummary, already_complete, parse_shard, read_input_list,
+                                  shard_from_env, take_shard)
 
     try:
         options = options_from_args(args).validate()
@@ -123,14 +140,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     inputs = Path(args.input)
-    if not inputs.exists():
-        print(f"error: input {inputs} does not exist", file=sys.stderr)
+    try:
+        if inputs.suffix.lower() == ".txt" and inputs.is_file():
+            files = read_input_list(inputs)
+        else:
+            scan = scan_inputs(inputs)
+            for path, reason in scan.skipped:
+                _note(f"skipped {path}: {reason}")
+            files = scan.files
+    except ImageReadError as exc:
+        print(f"error: input {exc}", file=sys.stderr)
         return 2
-    files = list_images(inputs)
     if not files:
         print(f"error: no images found in {inputs}", file=sys.stderr)
         return 2
+    try:
+        shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    except OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out_dir = Path(args.output)
+    stems = output_stems(files, _note)  # over all inputs, so shards agree on names
+    if shard is not None:
+        files = take_shard(files, shard)
+        options = options.replace(device=_local_device(options.device))
+        if options.report is not None:  # one report per shard, not one file written by all
+            report = options.report
+            options = options.replace(report=report.with_name(f"{report.stem}.shard{shard.index}-of{shard.count}"
+                                                              f"{report.suffix or '.json'}"))
 
     def on_file(result: FileResult) -> None:
         if result.error is not None:
@@ -141,11 +178,24 @@ def run(args: argparse.Namespace) -> int:
     def progress(items):
         return tqdm(items, desc="restoring", unit="img", disable=len(files) < 2 or not sys.stderr.isatty())
 
+    share = len(files)
+    if args.skip_existing or shard is not None:
+        files = [f for f in files if not already_complete(f, out_dir, options, stems[f])]
+    skipped = share - len(files)
+    if skipped:
+        _note(f"{skipped} of {share} inputs already have complete results and are skipped")
     try:
-        summary = run_batch(files, out_dir, options, on_note=_note, on_file=on_file, progress=progress)
+        summary = run_batch(files, out_dir, options, on_note=_note, on_file=on_file, progress=progress,
+                            stems=stems)
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if shard is not None:
+        ShardSummary(shard=str(shard), inputs=share, skipped_complete=skipped, restored=summary.succeeded,
+                     faces=summary.faces, restored_files=[str(r.path) for r in summary.results if r.ok],
+                     failed=[{"file": str(p), "error": e} for p, e in summary.failures],
+                     interrupted=summary.interrupted, seconds=summary.seconds).write(out_dir, shard)
+        print(f"shard {shard}: {share} inputs, {skipped} already complete")
     print(summary.report())
     print(f"results in {out_dir}/" + "{" + ",".join(OUTPUT_FOLDERS) + "}")
     if options.report is not None:
