@@ -477,3 +477,17 @@ def _validate(value, schema, root, where):
         if "items" in schema:
             for i, item in enumerate(value):
                 _validate(item, schema["items"], root, f"{where}[{i}]")
+
+
+def test_sharded_runs_write_one_report_each(shared_data, tiny_checkpoint, tmp_path):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(photos / f"small{i}.png"), _photo(shared_data, "10045.png", 0.2))
+    for shard in ("0/2", "1/2"):
+        assert _restore(photos, tmp_path / "out", tiny_checkpoint, "--shard", shard,
+                        "--report", str(tmp_path / "run.json")) == 0
+    reports = sorted(p.name for p in tmp_path.glob("run*.json"))
+    assert reports == ["run.shard0-of2.json", "run.shard1-of2.json"]
+    names = [Path(json.loads((tmp_path / r).read_text())["files"][0]["path"]).name for r in reports]
+    assert sorted(names) == ["small0.png", "small1.png"]
