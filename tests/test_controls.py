@@ -491,3 +491,16 @@ def test_sharded_runs_write_one_report_each(shared_data, tiny_checkpoint, tmp_pa
     assert reports == ["run.shard0-of2.json", "run.shard1-of2.json"]
     names = [Path(json.loads((tmp_path / r).read_text())["files"][0]["path"]).name for r in reports]
     assert sorted(names) == ["small0.png", "small1.png"]
+
+
+def test_identity_model_by_zoo_name_and_a_wrong_file(arcface_file, tiny_checkpoint, tmp_path):
+    from facerestore.models import CheckpointError
+    from facerestore.pipeline.identity import load_identity_scorer
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "arcface_resnet18.pth").write_bytes(arcface_file.read_bytes())
+    scorer = load_identity_scorer("arcface-resnet18", allow_download=False)
+    assert Path(scorer.source) == cache / "arcface_resnet18.pth"
+    with pytest.raises(CheckpointError, match="identity model"):
+        load_identity_scorer(str(tiny_checkpoint))
