@@ -201,20 +201,23 @@ def test_min_identity_can_step_down_the_weight(blake, arcface_file):
     assert np.array_equal(lower.restored[0], expected)
 
 
-def test_identity_embedding_follows_the_deg_metric_preprocessing(arcface_file):
+def test_identity_score_agrees_with_the_deg_metric(arcface_file):
+    """The score is the cosine of the angle the project's Deg metric (the authors' script) gives."""
+    import math
+
+    from facerestore.metrics.identity import IdentityScorer as DegScorer
     from facerestore.models import load
     from facerestore.pipeline.identity import IdentityScorer
 
     net = load(arcface_file, purpose=Purpose.IDENTITY).model
-    face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
-    emb = IdentityScorer(net).embed([face])
-    rgb = face[..., ::-1].astype(np.float64)
-    grey = 0.2989 * rgb[..., 0] + 0.5870 * rgb[..., 1] + 0.1140 * rgb[..., 2]
-    small = torch.nn.functional.interpolate(torch.tensor(grey, dtype=torch.float32)[None, None], size=(128, 128),
-                                            mode="bilinear", align_corners=False)
-    with torch.no_grad():
-        ref = torch.nn.functional.normalize(net((small - 127.5) / 127.5), dim=1).numpy()
-    assert np.abs(emb - ref).max() < 1e-5 and emb.shape == (1, 512)
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8), (31, 31), 0)
+    other = np.clip(face.astype(int) + rng.integers(-40, 40, face.shape), 0, 255).astype(np.uint8)
+    cosine = IdentityScorer(net).scores([face], [other])[0]
+    angle = DegScorer(net).angle(cv2.cvtColor(other, cv2.COLOR_BGR2GRAY), cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))
+    assert 1 < angle < 179  # a pair that says something
+    assert math.degrees(math.acos(cosine)) == pytest.approx(angle, abs=1e-3)
+    assert IdentityScorer(net).embed([face]).shape == (1, 512)
 
 
 def test_identity_unavailable_is_said_once_and_the_run_goes_on(blake, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,15 +35,11 @@ class IdentityScorer:
 
     @torch.inference_mode()
     def embed(self, faces: Sequence[np.ndarray]) -> np.ndarray:
-        """``(N, 512)`` float32 unit-length embeddings of BGR uint8 faces (any square size)."""
+        """``(N, 512)`` float32 unit-length embeddings of BGR uint8 faces (any size)."""
         if len(faces) == 0:
             return np.zeros((0, 512), np.float32)
-        x = torch.from_numpy(np.stack([np.asarray(f, np.float32) for f in faces])).to(self.device)
-        # Grey as the authors' metric (ITU-R 601 weights on RGB), then bilinear to 128².
-        grey = 0.2989 * x[..., 2] + 0.5870 * x[..., 1] + 0.1140 * x[..., 0]  # (N, H, W)
-        grey = F.interpolate(grey[:, None], size=(IDENTITY_SIZE, IDENTITY_SIZE), mode="bilinear",
-                             align_corners=False)
-        emb = self.net((grey - 127.5) / 127.5).float()
+        batch = np.stack([_preprocess(face) for face in faces])
+        emb = self.net(torch.from_numpy(batch).to(self.device)).float()
         return F.normalize(emb, dim=1).cpu().numpy()
 
     def scores(self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> list[float]:
@@ -54,6 +51,15 @@ class IdentityScorer:
         emb = self.embed([*inputs, *outputs])
         a, b = emb[: len(inputs)], emb[len(inputs):]
         return [float(np.clip(v, -1.0, 1.0)) for v in (a * b).sum(axis=1)]
+
+
+def _preprocess(face: np.ndarray) -> np.ndarray:
+    """(1, 128, 128) float32 in [-1, 1], as the authors' ``calculate_cos_dist.py`` reads a face
+    (``cv2.imread(path, 0)``: OpenCV's grey, uint8; bilinear resize on uint8), so that scores agree
+    with :mod:`facerestore.metrics.identity` on the same pair."""
+    grey = face if face.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(face[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (IDENTITY_SIZE, IDENTITY_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return ((small - 127.5) / 127.5)[None]
 
 
 def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
