@@ -231,8 +231,11 @@ def test_identity_unavailable_is_said_once_and_the_run_goes_on(blake, tmp_path):
 def test_min_identity_without_scores_is_refused_early():
     with pytest.raises(OptionsError, match="--min-identity"):
         RestoreOptions(min_identity=0.5, identity_model="none").validate()
-    with pytest.raises(OptionsError, match="--min-identity"):
-        RestoreOptions(min_identity=2.0).validate()
+    with pytest.raises(OptionsError, match="--min-identity: needs identity scores"):
+        RestoreOptions(min_identity=0.5).validate()  # no scores by default from Python
+    with pytest.raises(OptionsError, match="--min-identity: must be between -1 and 1"):
+        RestoreOptions(min_identity=2.0, identity_model="auto").validate()
+    assert RestoreOptions(min_identity=0.5, identity_model="auto").validate().identity_model == "auto"
 
 
 # --------------------------------------------------------------------------- detector settings

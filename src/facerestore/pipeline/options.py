@@ -72,9 +72,10 @@ class RestoreOptions:
     det_threshold: float | None = None  # detector score cut-off; None: the detector's own (0.97)
     min_face: int | None = None  # drop faces whose box is smaller than this (pixels, shorter side)
     landmark_check: bool = True  # drop detections whose five points cannot be a face
-    # "auto": ArcFace if its weights are already on disk (never downloads), else one note;
-    # None/"none": off; a zoo name or file: that network (downloaded if allowed).
-    identity_model: Any = "auto"
+    # None/"none": no identity scores (the default here: a web or video worker need not pay for
+    # them; the CLI asks for "auto"); "auto": ArcFace if its weights are already on disk (never
+    # downloads), else one note; a zoo name or file: that network (downloaded if allowed).
+    identity_model: Any = None
     min_identity: float | None = None  # below this identity score the input face is kept
     identity_fallback: Literal["input", "lower"] = "input"  # or the highest lower weight that passes
     report: Path | None = None  # a JSON record of the run (see docs/report-schema.json)
@@ -119,7 +120,8 @@ class RestoreOptions:
         if self.min_identity is not None:
             _number("--min-identity", self.min_identity, low=-1.0, high=1.0)
         if self.min_identity is not None and _is_off(self.identity_model):
-            raise OptionsError("--min-identity", "needs the identity score; drop --identity-model none")
+            raise OptionsError("--min-identity", "needs identity scores: set --identity-model (auto, a zoo "
+                                                 "name or a file)")
         if self.identity_fallback not in ("input", "lower"):
             raise OptionsError("--identity-fallback", f"'{self.identity_fallback}' is not one of input, lower")
         if self.report is not None and Path(self.report).is_dir():
