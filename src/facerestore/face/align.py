@@ -195,14 +195,34 @@ def parse_face_mask(parser: nn.Module, face_bgr_uint8: np.ndarray, device: torch
     Each pixel's argmax class is mapped through ``MASK_COLORMAP``; two 101-tap Gaussian blurs
     (sigma 11) feather the mask and a 10-pixel frame is cleared so the crop border never shows.
     """
+    return parse_face_masks(parser, [face_bgr_uint8], device)[0]
+
+
+def parse_face_masks(parser: nn.Module, faces_bgr_uint8: Sequence[np.ndarray], device: torch.device | str = "cpu",
+                     batch_size: int = 1) -> list[np.ndarray]:
+    """:func:`parse_face_mask` for several faces, ``batch_size`` per ParseNet call (1 on CPU
+    gives the official logits; batches pay on GPUs)."""
+    masks: list[np.ndarray] = []
+    for start in range(0, len(faces_bgr_uint8), max(1, batch_size)):
+        chunk = [_parser_input(face) for face in faces_bgr_uint8[start:start + max(1, batch_size)]]
+        # (B, 3, 512, 512) as a view of (B, H, W, 3): channels-last strides, like the helper's
+        # img2tensor; the layout picks the convolution algorithm, so it decides the last bits.
+        x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(device)
+        x = (x - 0.5) / 0.5
+        with torch.no_grad():
+            logits = parser(x)[0]  # (B, 19, 512, 512)
+        labels = logits.argmax(dim=1).cpu().numpy()  # (B, 512, 512)
+        masks.extend(_soft_mask(one) for one in labels)
+    return masks
+
+
+def _parser_input(face_bgr_uint8: np.ndarray) -> np.ndarray:
     face = cv2.resize(face_bgr_uint8, (512, 512), interpolation=cv2.INTER_LINEAR)
     face = cv2.cvtColor(face.astype(np.float32) / 255.0, cv2.COLOR_BGR2RGB)
-    x = torch.from_numpy(face.transpose(2, 0, 1)).unsqueeze(0).to(device)  # (1, 3, 512, 512)
-    x = (x - 0.5) / 0.5
-    with torch.no_grad():
-        logits = parser(x)[0]  # (1, 19, 512, 512)
-    labels = logits.argmax(dim=1).squeeze(0).cpu().numpy()  # (512, 512)
+    return face  # (512, 512, 3) RGB in [0, 1]
 
+
+def _soft_mask(labels: np.ndarray) -> np.ndarray:
     mask = np.asarray(MASK_COLORMAP, dtype=np.float64)[labels]
     mask = cv2.GaussianBlur(mask, (101, 101), 11)
     mask = cv2.GaussianBlur(mask, (101, 101), 11)

@@ -151,8 +151,14 @@ class Restorer:
         device: torch device for every network.
         seed: ``None`` uses the model's stored StyleGAN noise (deterministic, the default);
             an integer draws fresh noise from that seed, the same for every call.
-        batch_size: faces restored per network call; by default 4 on CUDA and 1 on CPU, where
-            batching measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
+        batch_size: faces restored per network call (faces of one photo, and of several photos
+            in :func:`~facerestore.pipeline.batch.run_batch`); by default sized by the free
+            memory on CUDA/MPS (:func:`auto_batch_size`, at most 16) and 1 on CPU, where batching
+            measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
+        half: run the face network in half precision: fp16 on CUDA, bf16 on CPU and MPS. The
+            style normalisation and demodulation sums stay fp32 (fp16 overflows there); the
+            output differs from fp32 by up to a few grey levels. Face parsing, detection and the
+            background upsampler stay fp32. Off by default (fp32 gives the official pixels).
         eye_dist_threshold: faces whose eyes are closer than this (pixels) are skipped.
         keep_grey: grey input comes back grey (set False to keep the network's colours).
         allow_download: fetch missing zoo weights on first use.
@@ -178,15 +184,13 @@ class Restorer:
                  keep_grey: bool = True, allow_download: bool = True, color_match: bool = False,
                  identity: str | Path | nn.Module | None = None, min_identity: float | None = None,
                  identity_fallback: str = "input", det_threshold: float | None = None,
-                 min_face: int | None = None, landmark_check: bool = True) -> None:
+                 min_face: int | None = None, landmark_check: bool = True, half: bool = False) -> None:
         if upscale < 1:
             raise ValueError(f"upscale must be >= 1, got {upscale}")
         self.device = torch.device(device)
         self.upscale = upscale
         self.seed = seed
-        if batch_size is None:
-            batch_size = 4 if self.device.type == "cuda" else 1
-        self.batch_size = max(1, int(batch_size))
+        self.dtype = half_dtype(self.device) if half else torch.float32
         self.eye_dist_threshold = eye_dist_threshold
         self.keep_grey = keep_grey
         self.color_match = bool(color_match)
@@ -201,6 +205,10 @@ class Restorer:
                     role="the face model (--model)")
         self.net, self.descriptor = face.model, face.descriptor
         self.face_size = face.descriptor.input_size or FACE_SIZE
+        if half:
+            self.net = _to_half(self.net, self.dtype)
+        self.batch_size = (max(1, int(batch_size)) if batch_size is not None
+                           else auto_batch_size(self.device, self.dtype, self.face_size))
         self.model_files = {"model": face.source}
         self.detector = (detector if hasattr(detector, "detect") and not isinstance(detector, nn.Module)
                          else load_detector(detector, self.device, allow_download=allow_download,
@@ -231,7 +239,7 @@ class Restorer:
                    allow_download=options.allow_download, color_match=options.color_match,
                    identity=options.identity_model, min_identity=options.min_identity,
                    identity_fallback=options.identity_fallback, det_threshold=options.det_threshold,
-                   min_face=options.min_face, landmark_check=options.landmark_check)
+                   min_face=options.min_face, landmark_check=options.landmark_check, half=options.half)
 
     def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
         if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
@@ -305,7 +313,7 @@ class Restorer:
             # Contiguous NCHW: a channels-last input sends convolutions down another oneDNN path
             # whose sums differ in the last bits from the official ones.
             x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).contiguous().to(self.device)
-            x = (x - 0.5) / 0.5
+            x = ((x - 0.5) / 0.5).to(self.dtype)
             y = self._forward(x).float().clamp_(-1, 1)
             y = ((y + 1) / 2 * 255.0).round().permute(0, 2, 3, 1).cpu().numpy()[..., ::-1]  # (B,H,W,3) BGR
             restored.extend(np.ascontiguousarray(face).astype(np.uint8) for face in y)
@@ -444,7 +452,7 @@ class Restorer:
             background = img  # paste_faces resizes it with Lanczos, as the official helper does
         masks = None
         if self.parser is not None:
-            masks = [align.parse_face_mask(self.parser, face, self.device) for face in restored]
+            masks = align.parse_face_masks(self.parser, restored, self.device, self.batch_size)
         inverse = [align.inverse_affine(a, self.upscale) for a in affines]
         out = align.paste_faces(background, list(restored), inverse, self.upscale, masks, out_size)
         if self.keep_grey and is_grey(img):
@@ -454,6 +462,43 @@ class Restorer:
             out = out.copy()
             out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
         return out
+
+
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The half-precision type for ``device``: fp16 on CUDA (tensor cores), bf16 elsewhere
+    (CPUs run fp16 slower than fp32; bf16 keeps fp32's range)."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def _to_half(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``facerestore.export.to_half`` where present (it checks the network keeps its unsafe
+    reductions in fp32); otherwise a plain cast."""
+    try:
+        from ..export import to_half
+    except ImportError:
+        return net.to(dtype)
+    return to_half(net, dtype)
+
+
+# Working memory of one face through GFPGANv1Clean at 512², inference, measured with
+# torch.cuda.max_memory_allocated on fp32 (halved for fp16/bf16), with a margin; see benchmarks/README.md.
+_BYTES_PER_FACE_512 = 1.0 * 2**30
+_MAX_AUTO_BATCH = 16
+
+
+def auto_batch_size(device: torch.device | str, dtype: torch.dtype = torch.float32, face_size: int = FACE_SIZE,
+                    ) -> int:
+    """Faces per network call when none is given: 1 on CPU (batching measured slower per face
+    there); on CUDA as many as half the free memory holds, at most 16."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 1
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except (RuntimeError, AssertionError):  # no driver: let the first forward say so
+        return 1
+    per_face = _BYTES_PER_FACE_512 * (face_size / 512) ** 2 * (0.5 if dtype != torch.float32 else 1.0)
+    return int(max(1, min(_MAX_AUTO_BATCH, free * 0.5 // per_face)))
 
 
 def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool) -> object:
