@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
 import numpy as np
@@ -172,6 +173,23 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
                  protected: set[Path] = frozenset()) -> FileResult:
     """Restore one file and write its outputs together. Raises on failure; then nothing of this
     file was written and earlier results under the same names are untouched."""
+    read = read_file(path, options)
+    return write_outputs(*compute_file(restorer, read, out_dir, options, stem=stem), out_dir, protected)
+
+
+@dataclass
+class _Read:
+    """A decoded input, ready for the networks (what :func:`read_file` gives)."""
+
+    path: Path
+    loaded: LoadedImage
+    ext: str
+    result: FileResult
+    seconds: float
+
+
+def read_file(path: Path, options: RestoreOptions) -> _Read:
+    """Check and decode one input (the part of :func:`restore_file` that can run ahead in a thread)."""
     start = time.perf_counter()
     result = FileResult(path)
     check_output_size(path, options)
@@ -187,6 +205,14 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
         result.size_bytes = path.stat().st_size
     except OSError:
         pass
+    return _Read(path, loaded, ext, result, time.perf_counter() - start)
+
+
+def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, *, stem: str | None = None,
+                 ) -> tuple[FileResult, list[tuple[Path, np.ndarray]], float]:
+    """Restore a decoded input: its result record, the images to write, and the seconds spent."""
+    start = time.perf_counter()
+    path, loaded, ext, result = read.path, read.loaded, read.ext, read.result
     args = dict(has_aligned=options.aligned, only_center_face=options.only_center_face, paste_back=True,
                 weight=options.weight)
     if hasattr(restorer, "restore"):
@@ -214,7 +240,14 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
             colour = np.repeat(colour[:, :, None], 3, axis=2)
         final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
         images.append((targets["restored_imgs"][0], final))
+    result.faces = len(cropped)
+    return result, images, read.seconds + time.perf_counter() - start
 
+
+def write_outputs(result: FileResult, images: list[tuple[Path, np.ndarray]], seconds: float, out_dir: Path,
+                  protected: set[Path] = frozenset()) -> FileResult:
+    """Encode and write a file's outputs together (staged, then renamed into place at once)."""
+    start = time.perf_counter()
     for target, _ in images:
         if target.resolve() in protected:
             raise ImageWriteError(target, "would overwrite an input file; choose another output folder")
@@ -228,9 +261,16 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
             result.outputs = staged.commit()
         except OSError as exc:
             raise ImageWriteError(out_dir, f"cannot write the results ({exc.strerror or exc})") from exc
-    result.faces = len(cropped)
-    result.seconds = time.perf_counter() - start
+    result.seconds = seconds + time.perf_counter() - start
     return result
+
+
+def _failed(path: Path, exc: BaseException) -> FileResult:
+    """The result of a file that failed: a bad input or output says why; anything else keeps
+    the exception for a traceback. One bad file must not stop the batch."""
+    if isinstance(exc, (ImageReadError, ImageWriteError, OutputTooLargeError)):
+        return FileResult(path, error=str(exc))
+    return FileResult(path, error=f"{path}: {type(exc).__name__}: {exc}", exception=exc)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -239,7 +279,7 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
 def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, restorer=None,
               on_note: NoteCallback | None = None, on_file: Callable[[FileResult], None] | None = None,
               progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
-              stems: dict[Path, str] | None = None) -> BatchSummary:
+              stems: dict[Path, str] | None = None, overlap: bool = True) -> BatchSummary:
     """Restore ``files`` into ``out_dir``; returns what happened, file by file.
 
     ``options`` is validated and the output folder and input/output clashes are checked before
@@ -248,6 +288,8 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
     ``progress`` wraps the file iterable (a progress bar). ``stems`` names each file's results
     (default :func:`output_stems`; a sharded run passes the names computed over all inputs). Ctrl-C stops after the current file's
     outputs are either all written or not at all; the summary says so (``interrupted``).
+    ``overlap`` decodes the next file and writes the previous one in threads while a file is
+    restored (the outputs are the same either way).
     """
     from .options import check_output_folder
     from .restorer import Restorer
@@ -274,22 +316,59 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         for warning in caught:
             note(str(warning.message))
     summary.model_files = dict(getattr(restorer, "model_files", {}))
-    try:
-        for path in (progress(files) if progress else files):
-            try:
-                result = restore_file(restorer, path, out_dir, options, stem=stems[path], protected=protected)
-            except (ImageReadError, ImageWriteError, OutputTooLargeError) as exc:
-                result = FileResult(path, error=str(exc))
-            except Exception as exc:  # one bad file must not stop the batch
-                result = FileResult(path, error=f"{path}: {type(exc).__name__}: {exc}", exception=exc)
-            for message in result.notes:
-                if on_note is not None:
-                    on_note(message)
-            summary.results.append(result)
-            if on_file is not None:
-                on_file(result)
-    except KeyboardInterrupt:
-        summary.interrupted = True
+
+    def record(result: FileResult) -> None:
+        for message in result.notes:
+            if on_note is not None:
+                on_note(message)
+        summary.results.append(result)
+        if on_file is not None:
+            on_file(result)
+
+    # Decoding the next file and encoding/writing the previous one run in two threads while this
+    # one computes (OpenCV and numpy release the GIL). Results are recorded in input order, and
+    # each file's outputs are still staged and committed together by write_outputs.
+    with ThreadPoolExecutor(max_workers=2 if overlap else 1, thread_name_prefix="facerestore-io") as pool:
+        def submit_read(i: int) -> Future | None:
+            return pool.submit(read_file, files[i], options) if overlap and i < len(files) else None
+
+        writing: tuple[Path, Future] | None = None
+
+        def finish_write() -> None:
+            nonlocal writing
+            if writing is not None:
+                path, future = writing
+                writing = None
+                try:
+                    record(future.result())
+                except Exception as exc:
+                    record(_failed(path, exc))
+
+        next_read = submit_read(0)
+        try:
+            for i, path in enumerate(progress(files) if progress else files):
+                reading, next_read = next_read, submit_read(i + 1)
+                try:
+                    if reading is not None and path == files[i]:
+                        read = reading.result()
+                    else:  # no read ahead (overlap off), or a progress wrapper that reordered
+                        read = read_file(path, options)
+                    result, images, seconds = compute_file(restorer, read, out_dir, options, stem=stems[path])
+                except Exception as exc:
+                    finish_write()
+                    record(_failed(path, exc))
+                    continue
+                finish_write()
+                future = pool.submit(write_outputs, result, images, seconds, out_dir, protected)
+                writing = (path, future)
+                if not overlap:
+                    finish_write()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            if next_read is not None:
+                next_read.cancel()
+        finally:
+            finish_write()  # a started write completes (all of a file's outputs or none)
     summary.seconds = time.perf_counter() - start
     if options.report is not None:
         from .report import build_report, write_report
