@@ -125,8 +125,8 @@ def chdir(path: Path):
 class Official:
     name = "official GFPGANer"
 
-    def __init__(self, golden: Path) -> None:
-        sys.path.insert(0, str(REFERENCE))
+    def __init__(self, golden: Path, reference: Path = REFERENCE) -> None:
+        sys.path.insert(0, str(reference))
         import official  # the kit: makes the official code importable on CPU
 
         gu = official._imp("gfpgan.utils")
@@ -286,6 +286,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("golden", type=Path, help="folder written by the kit's make_golden.py")
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos")
+    parser.add_argument("--reference", type=Path, default=REFERENCE, help="the reference kit's folder")
     parser.add_argument("--runs", type=int, default=3, help="timed passes per side (median)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-detection", action="store_true")
@@ -297,7 +298,7 @@ def main() -> int:
     photos = [args.photos / name for name in names]
     load_before = load_text()
 
-    official, ours = Official(args.golden), Ours(args.golden, {})
+    official, ours = Official(args.golden, args.reference), Ours(args.golden, {})
     landmarks = dict(LANDMARKS)
     for path in photos:
         if path.name not in landmarks:  # MTCNN, once, for both sides
