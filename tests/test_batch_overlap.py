@@ -70,3 +70,45 @@ def test_a_failed_write_is_reported_for_its_file_and_the_batch_goes_on(tmp_path,
     assert "No space left" in summary.results[1].error
     assert not list((tmp_path / "out").rglob("p1*"))  # nothing of the failed file
     assert list((tmp_path / "out").rglob("p3*"))
+
+
+def test_faces_of_several_files_go_through_the_network_together(tmp_path):
+    """batch_size > 1 (a GPU): files are restored in groups, their faces in shared batches; the
+    outputs are those of one file at a time, and a bad file in a group fails alone."""
+    files = _inputs(tmp_path / "in")
+    calls = []
+
+    class Counting(ConstantFaceNet):
+        def forward(self, x, return_rgb=True, randomize_noise=True):
+            calls.append(x.shape[0])
+            return super().forward(x, return_rgb, randomize_noise)
+
+    def run(out, batch_size):
+        calls.clear()
+        restorer = Restorer(model=Counting(0.25), upscale=1, detector=FixedDetector(BLAKE_LANDMARKS),
+                            parser=None, batch_size=batch_size)
+        return batch.run_batch(files, out, RestoreOptions(weight=0.7), restorer=restorer), list(calls)
+
+    grouped, grouped_calls = run(tmp_path / "g", 4)  # 2 files per group, 4 faces per call
+    single, single_calls = run(tmp_path / "s", 1)
+    assert single_calls == [1] * 6
+    # group 1 = p0 + p1 (4 faces, one call); group 2 = p2 (bad) + p3 (2 faces): tried together, then alone
+    assert grouped_calls[0] == 4 and sum(grouped_calls) >= 6
+    assert [r.ok for r in grouped.results] == [True, True, False, True]
+    for rel in [p.relative_to(tmp_path / "s") for p in (tmp_path / "s").rglob("*") if p.is_file()]:
+        assert (tmp_path / "g" / rel).read_bytes() == (tmp_path / "s" / rel).read_bytes(), rel
+
+
+def test_restore_many_equals_restore_one_by_one(shared_data):
+    blake = cv2.imread(str(shared_data / "photos" / "Blake_Lively.jpg"))
+    r = Restorer(model=ConstantFaceNet(-0.5), upscale=2, detector=FixedDetector(BLAKE_LANDMARKS), parser=None,
+                 batch_size=3)
+    flipped = np.ascontiguousarray(blake[:, ::-1])
+    many = r.restore_many([blake, flipped, blake], weight=0.6, landmarks=[None, None, BLAKE_LANDMARKS[:1]])
+    one = [r.restore(blake, weight=0.6), r.restore(flipped, weight=0.6),
+           r.restore(blake, weight=0.6, landmarks=BLAKE_LANDMARKS[:1])]
+    assert [len(m.restored) for m in many] == [2, 2, 1]
+    for a, b in zip(many, one):
+        assert np.array_equal(a.image, b.image)
+        assert all(np.array_equal(x, y) for x, y in zip(a.restored, b.restored))
+        assert [f.landmarks for f in a.faces] == [f.landmarks for f in b.faces]

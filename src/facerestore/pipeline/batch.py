@@ -208,15 +208,22 @@ def read_file(path: Path, options: RestoreOptions) -> _Read:
     return _Read(path, loaded, ext, result, time.perf_counter() - start)
 
 
+def _restore_args(options: RestoreOptions) -> dict:
+    return dict(has_aligned=options.aligned, only_center_face=options.only_center_face, paste_back=True,
+                weight=options.weight)
+
+
 def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, *, stem: str | None = None,
-                 ) -> tuple[FileResult, list[tuple[Path, np.ndarray]], float]:
-    """Restore a decoded input: its result record, the images to write, and the seconds spent."""
+                 restored_all=None) -> tuple[FileResult, list[tuple[Path, np.ndarray]], float]:
+    """Restore a decoded input: its result record, the images to write, and the seconds spent.
+    ``restored_all``: the input's :class:`RestoreResult` when it was already restored (with
+    other files' faces, by ``restore_many``)."""
     start = time.perf_counter()
     path, loaded, ext, result = read.path, read.loaded, read.ext, read.result
-    args = dict(has_aligned=options.aligned, only_center_face=options.only_center_face, paste_back=True,
-                weight=options.weight)
-    if hasattr(restorer, "restore"):
-        restored_all = restorer.restore(_as_cv2_array(loaded), **args)
+    args = _restore_args(options)
+    if restored_all is not None or hasattr(restorer, "restore"):
+        if restored_all is None:
+            restored_all = restorer.restore(_as_cv2_array(loaded), **args)
         cropped, restored, restored_img = restored_all.cropped, restored_all.restored, restored_all.image
         result.face_records = restored_all.faces
         result.notes.extend(f"{path.name}: {message}" for message in restored_all.notes)
@@ -263,6 +270,32 @@ def write_outputs(result: FileResult, images: list[tuple[Path, np.ndarray]], sec
             raise ImageWriteError(out_dir, f"cannot write the results ({exc.strerror or exc})") from exc
     result.seconds = seconds + time.perf_counter() - start
     return result
+
+
+_MAX_FILES_PER_GROUP = 8  # decoded photos held at once when their faces are batched together
+
+
+def _files_per_group(restorer) -> int:
+    """Files restored together: 1 unless the restorer batches faces (a GPU's batch size)."""
+    batch_size = getattr(restorer, "batch_size", 1)
+    if not hasattr(restorer, "restore_many") or not isinstance(batch_size, int) or batch_size <= 1:
+        return 1
+    return max(1, min(_MAX_FILES_PER_GROUP, batch_size // 2))
+
+
+def _restore_together(restorer, reads: list[_Read], options: RestoreOptions) -> dict[int, tuple[object, float]]:
+    """``{id(read): (RestoreResult, seconds)}`` for files whose faces went through the network
+    together; empty when there is one file, or when that failed (then each file is restored
+    on its own, so that a bad one is named and the others succeed)."""
+    if len(reads) < 2:
+        return {}
+    start = time.perf_counter()
+    try:
+        results = restorer.restore_many([_as_cv2_array(r.loaded) for r in reads], **_restore_args(options))
+    except Exception:
+        return {}
+    share = (time.perf_counter() - start) / len(reads)
+    return {id(r): (res, share) for r, res in zip(reads, results)}
 
 
 def _failed(path: Path, exc: BaseException) -> FileResult:
@@ -325,12 +358,18 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         if on_file is not None:
             on_file(result)
 
-    # Decoding the next file and encoding/writing the previous one run in two threads while this
-    # one computes (OpenCV and numpy release the GIL). Results are recorded in input order, and
-    # each file's outputs are still staged and committed together by write_outputs.
+    # Decoding the next files and encoding/writing the previous one run in two threads while
+    # this one computes (OpenCV and numpy release the GIL). Results are recorded in input order,
+    # and each file's outputs are still staged and committed together by write_outputs. With a
+    # batch size above 1 (GPUs) consecutive files are restored together, their faces batched.
+    group = _files_per_group(restorer)
     with ThreadPoolExecutor(max_workers=2 if overlap else 1, thread_name_prefix="facerestore-io") as pool:
-        def submit_read(i: int) -> Future | None:
-            return pool.submit(read_file, files[i], options) if overlap and i < len(files) else None
+        reads: dict[int, Future] = {}
+
+        def prefetch(low: int, high: int) -> None:
+            for j in range(low, min(high, len(files))):
+                if overlap and j not in reads:
+                    reads[j] = pool.submit(read_file, files[j], options)
 
         writing: tuple[Path, Future] | None = None
 
@@ -344,29 +383,52 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
                 except Exception as exc:
                     record(_failed(path, exc))
 
-        next_read = submit_read(0)
-        try:
-            for i, path in enumerate(progress(files) if progress else files):
-                reading, next_read = next_read, submit_read(i + 1)
+        def process(items: list[tuple[int, Path]]) -> None:
+            nonlocal writing
+            loaded: list[tuple[Path, _Read | BaseException]] = []
+            for i, path in items:
+                future = reads.pop(i, None)
                 try:
-                    if reading is not None and path == files[i]:
-                        read = reading.result()
+                    if future is not None and path == files[i]:
+                        loaded.append((path, future.result()))
                     else:  # no read ahead (overlap off), or a progress wrapper that reordered
-                        read = read_file(path, options)
-                    result, images, seconds = compute_file(restorer, read, out_dir, options, stem=stems[path])
+                        loaded.append((path, read_file(path, options)))
+                except Exception as exc:
+                    loaded.append((path, exc))
+            together = _restore_together(restorer, [r for _, r in loaded if isinstance(r, _Read)], options)
+            for k, (path, read) in enumerate(loaded):
+                try:
+                    if isinstance(read, BaseException):
+                        raise read
+                    done = together.get(id(read))
+                    result, images, seconds = compute_file(restorer, read, out_dir, options, stem=stems[path],
+                                                           restored_all=done[0] if done else None)
+                    seconds += done[1] if done else 0.0
                 except Exception as exc:
                     finish_write()
                     record(_failed(path, exc))
                     continue
                 finish_write()
-                future = pool.submit(write_outputs, result, images, seconds, out_dir, protected)
-                writing = (path, future)
+                writing = (path, pool.submit(write_outputs, result, images, seconds, out_dir, protected))
                 if not overlap:
                     finish_write()
+
+        prefetch(0, group + 1)
+        items: list[tuple[int, Path]] = []
+        try:
+            for i, path in enumerate(progress(files) if progress else files):
+                items.append((i, path))
+                if len(items) < group and i + 1 < len(files):
+                    continue
+                prefetch(i + 1, i + 1 + group)
+                batch_items, items = items, []
+                process(batch_items)
+            if items:
+                process(items)
         except KeyboardInterrupt:
             summary.interrupted = True
-            if next_read is not None:
-                next_read.cancel()
+            for future in reads.values():
+                future.cancel()
         finally:
             finish_write()  # a started write completes (all of a file's outputs or none)
     summary.seconds = time.perf_counter() - start
