@@ -1,4 +1,4 @@
-"""facerestore.imageio: every kind of input people have, every kind of bad file, atomic writes.
+"""facerestore.io.images: every kind of input people have, every kind of bad file, atomic writes.
 
 All inputs are generated in tmp_path; the "bombs" are small files whose headers lie.
 """
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from facerestore import imageio
-from facerestore.imageio import (
+from facerestore.io import images as imageio
+from facerestore.io.images import (
     ImageReadError,
     ImageWriteError,
     choose_output_ext,
