@@ -75,23 +75,29 @@ def records_grad(*tensors: Tensor | float) -> bool:
 # Large fresh tensors cost page faults on CPU, so the forwards overwrite tensors they own where
 # autograd allows. Whether it allows depends on autograd state (a tensor saved for backward must
 # not change), so every such decision lives in the few ops below, never inline in a forward.
+# They also stay out of place while a graph is traced (ONNX export): the tracer loses writes
+# made through a view (the SFT's half of the channels).
 # ``x`` must be a fresh tensor that nothing else reads (a conv output, a sum just made).
+def _may_overwrite(*tensors: Tensor | float) -> bool:
+    return not records_grad(*tensors) and not torch.jit.is_tracing()
+
+
 def add_into(x: Tensor, other: Tensor) -> Tensor:
     """``x + other``, written into ``x`` when autograd records neither (the in-place leaky ReLU
     that may have produced ``x`` saved it for its backward)."""
-    return x + other if records_grad(x, other) else x.add_(other)
+    return x.add_(other) if _may_overwrite(x, other) else x + other
 
 
 def mul_into(x: Tensor, other: Tensor | float) -> Tensor:
     """``x * other``, written into ``x`` when autograd records neither (``mul``'s backward needs
     the original ``x`` as soon as ``other`` requires grad, and some producers saved ``x``)."""
-    return x * other if records_grad(x, other) else x.mul_(other)
+    return x.mul_(other) if _may_overwrite(x, other) else x * other
 
 
 def scale_shift_into(x: Tensor, scale: Tensor, shift: Tensor, half: bool = False) -> Tensor:
     """Spatial feature transform ``x * scale + shift``, on the second half of the channels only
     when ``half`` (GFPGAN's ``sft_half``); written into ``x`` when autograd records none of them."""
-    if not records_grad(x, scale, shift):
+    if _may_overwrite(x, scale, shift):
         target = x[:, x.size(1) // 2:] if half else x
         target.mul_(scale).add_(shift)
         return x
@@ -137,7 +143,7 @@ def fused_leaky_relu(x: Tensor, bias: Tensor | None = None, negative_slope: floa
         bias = bias.view(1, -1, *([1] * (x.ndim - 2)))
         x = x.add_(bias) if inplace else x + bias
         inplace = True  # x is now a fresh tensor of ours
-    if inplace and not records_grad(x):
+    if inplace and _may_overwrite(x):
         return F.leaky_relu_(x, negative_slope).mul_(scale)
     # out of place, leaky_relu saves its input for backward, so scaling its output in place is safe
     return F.leaky_relu(x, negative_slope).mul_(scale)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import wide
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
@@ -37,8 +39,9 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, c, h, w = z.shape
-        z_flat = z.permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C)
-        codebook = self.embedding.weight  # (n_e, C)
+        # Distances in fp32 whatever the dtype: in fp16/bf16 near-ties would pick other codes.
+        z_flat = wide(z).permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C)
+        codebook = wide(self.embedding.weight)  # (n_e, C)
         # |z - e|^2 expanded exactly as the official code does, so that near-ties pick the same code.
         dist = (
             z_flat.pow(2).sum(1, keepdim=True)

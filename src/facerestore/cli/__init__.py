@@ -17,6 +17,7 @@ COMMANDS = {
     "models": "facerestore.cli.models",
     "convert": "facerestore.cli.convert",
     "summarize": "facerestore.cli.summarize",
+    "export": "facerestore.cli.export",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 
