@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import wide
+from .ops import fast_layout, wide
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -280,6 +280,6 @@ class RestoreFormer(nn.Module):
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, None]:
         # **kwargs: GFPGANer passes GFPGAN's options (return_rgb, weight) to every model; ignored.
-        h, skips = self.encoder(x)  # (B, z, R/32, R/32) for six levels
+        h, skips = self.encoder(fast_layout(x))  # (B, z, R/32, R/32) for six levels
         quant, _, _ = self.quantize(self.quant_conv(h))
-        return self.decoder(self.post_quant_conv(quant), skips), None
+        return self.decoder(self.post_quant_conv(quant), skips).contiguous(), None  # NCHW, as the official code
