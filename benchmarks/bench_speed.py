@@ -11,6 +11,8 @@ each side once, in rotating order, so load from other processes hits all sides a
                     and run by onnxruntime with all graph optimisations: what FaceFusion users run,
                     the peer to beat;
 * ``ours``          ``facerestore.load_model`` on the same checkpoint, eager PyTorch;
+* ``ours ort``      ours exported by ``facerestore.export.export_onnx`` (batch-independent
+                    modulation: constant conv weights that onnxruntime can prepack) on onnxruntime;
 * ``ours+compile``  (``--compile``) ``torch.compile(ours)``; its first call (compilation) is
                     reported as ``warm-up s``;
 * ``ours bf16``     (``--bf16``) ``facerestore.export.to_half(ours, bf16)``; not the same pixels
@@ -86,6 +88,18 @@ def official_onnx(case: bf.Case, ref: nn.Module, threads: int) -> Side:
     return run
 
 
+def ours_onnx(ours: nn.Module, x: Tensor, threads: int) -> Side:
+    """Ours through facerestore's own ONNX export, run by onnxruntime (the whole batch at once)."""
+    from facerestore.export.onnx import export_onnx, onnx_session
+
+    with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
+        path = Path(tmp) / "ours.onnx"
+        export_onnx(ours, path, size=x.shape[-1], check=False)
+        session = onnx_session(path.read_bytes(), threads=threads)
+    xn = x.numpy()
+    return lambda: torch.from_numpy(session.run(None, {"input": xn})[0])
+
+
 def _rss_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
@@ -146,6 +160,11 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
             except Exception as exc:  # an op the exporter or onnxruntime lacks: say so, time the rest
                 notes.append(f"onnxruntime skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     sides["ours"] = lambda: case.forward(ours, x)[0]
+    if args.onnxruntime:
+        try:
+            sides["ours ort"] = ours_onnx(ours, x, args.threads)
+        except Exception as exc:
+            notes.append(f"ours ort skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     if args.compile:
         compiled = torch.compile(ours)
         sides["ours+compile"] = lambda: case.forward(compiled, x)[0]
