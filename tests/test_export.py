@@ -98,3 +98,20 @@ def test_cli_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert np.abs(_run(out, x) - want).max() <= 1e-4
     assert cli.main(["export", str(ckpt), str(tmp_path / "tiny.txt")]) == 1  # not .onnx: refused
     assert not (tmp_path / "tiny.txt").exists()
+
+
+def test_onnxruntime_model_stands_in_for_the_module() -> None:
+    from facerestore.export.onnx import OnnxRuntimeModel
+    from facerestore.models.descriptor import describe
+
+    model = randomized(GFPGANv1Clean(**TINY_GFPGAN))
+    runner = OnnxRuntimeModel.from_module(model, threads=1)
+    assert describe(runner) == describe(model)  # the pipeline sees the same kind of network
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        want = model(x, return_rgb=False, randomize_noise=False)[0]
+    image, rgbs = runner(x, return_rgb=False, randomize_noise=False)
+    assert rgbs == [] and image.dtype == torch.float32
+    assert (image - want).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match="randomize_noise=False"):
+        runner(x, return_rgb=False)  # fresh noise is not in the graph: refused, not ignored

@@ -10,14 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["HALF_DTYPES", "OnnxExport", "check_onnx", "export_onnx", "to_half"]
+__all__ = ["HALF_DTYPES", "OnnxExport", "OnnxRuntimeModel", "check_onnx", "export_onnx", "to_half"]
 
 _EXPORTS = {"HALF_DTYPES": ".half", "to_half": ".half",
-            "OnnxExport": ".onnx", "check_onnx": ".onnx", "export_onnx": ".onnx"}
+            "OnnxExport": ".onnx", "OnnxRuntimeModel": ".onnx", "check_onnx": ".onnx", "export_onnx": ".onnx"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .half import HALF_DTYPES, to_half
-    from .onnx import OnnxExport, check_onnx, export_onnx
+    from .onnx import OnnxExport, OnnxRuntimeModel, check_onnx, export_onnx
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..io.atomic import atomic_path
 from ..models.descriptor import ModelDescriptor, Purpose, describe
 
-__all__ = ["OnnxExport", "check_onnx", "export_onnx", "onnx_session", "TOLERANCE"]
+__all__ = ["OnnxExport", "OnnxRuntimeModel", "check_onnx", "export_onnx", "onnx_session", "TOLERANCE"]
 
 TOLERANCE = 1e-4  # max abs diff to PyTorch (fp32), as for "same pixels"
 EXPORTABLE = (Purpose.FACE_RESTORATION, Purpose.UPSCALING)
@@ -150,3 +150,42 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, size: int | None =
                 raise RuntimeError(f"the ONNX graph differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
                                    f"nothing written")
     return OnnxExport(path, descriptor.architecture, tuple(x.shape), dynamic_axes, opset, diff)
+
+
+class OnnxRuntimeModel(nn.Module):
+    """A restoration or upscaling network run by onnxruntime, called like the PyTorch module.
+
+    ``OnnxRuntimeModel.from_module(load_model("v1.4"))`` exports (in memory) and wraps; the result
+    takes and returns tensors as the original forward does (GFPGAN: ``(image, [])``, RestoreFormer:
+    ``(image, None)``, RRDBNet: the image) and carries the original's ``descriptor``, so a
+    pipeline can use it in place of the module. In one run on this project's 2-core Zen 4 CPU it ran
+    GFPGANv1Clean 1.4x faster than our eager forward and 1.1x faster than the official model on
+    onnxruntime (benchmarks/README.md). The graph holds the stored noise: fresh noise
+    (``randomize_noise=True``) is refused rather than silently ignored. CPU, fp32 only.
+    """
+
+    def __init__(self, onnx: bytes | str | os.PathLike, descriptor: ModelDescriptor, threads: int | None = None):
+        super().__init__()
+        self.descriptor = descriptor
+        self._session = onnx_session(onnx, threads)
+
+    @classmethod
+    def from_module(cls, model: nn.Module, threads: int | None = None, size: int | None = None) -> "OnnxRuntimeModel":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="facerestore-onnx-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, path, size=size)
+            return cls(path.read_bytes(), describe(model), threads)
+
+    def forward(self, x: Tensor, *args: Any, randomize_noise: bool | None = None, **kwargs: Any) -> Any:
+        if self.descriptor.takes_noise and randomize_noise is not False:
+            raise ValueError("the ONNX graph uses the stored noise: call it with randomize_noise=False")
+        device, dtype = x.device, x.dtype
+        (out,) = self._session.run(None, {"input": x.detach().float().cpu().numpy()})
+        image = torch.from_numpy(out).to(device=device, dtype=dtype)
+        if self.descriptor.takes_noise:
+            return image, []
+        if self.descriptor.purpose is Purpose.FACE_RESTORATION:
+            return image, None
+        return image
