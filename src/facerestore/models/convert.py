@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import re
 from pathlib import Path
 from typing import Callable, Mapping
