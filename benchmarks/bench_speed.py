@@ -10,7 +10,10 @@ each side once, in rotating order, so load from other processes hits all sides a
 * ``onnxruntime``   the same official module exported to ONNX (``torch.onnx.export``, opset 17)
                     and run by onnxruntime with all graph optimisations: what FaceFusion users run,
                     the peer to beat;
-* ``ours``          ``facerestore.load_model`` on the same checkpoint, eager PyTorch;
+* ``ours``          ``facerestore.load_model`` on the same checkpoint, eager PyTorch (default:
+                    the official arithmetic, official 8-bit pixels);
+* ``ours NHWC``     the same after ``facerestore.archs.ops.use_channels_last`` (opt-in
+                    channels-last activations on CPU: faster, outputs move by fp32 rounding);
 * ``ours ort``      ours exported by ``facerestore.export.export_onnx`` (batch-independent
                     modulation: constant conv weights that onnxruntime can prepack) on onnxruntime;
 * ``ours+compile``  (``--compile``) ``torch.compile(ours)``; its first call (compilation) is
@@ -160,6 +163,10 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
             except Exception as exc:  # an op the exporter or onnxruntime lacks: say so, time the rest
                 notes.append(f"onnxruntime skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     sides["ours"] = lambda: case.forward(ours, x)[0]
+    from facerestore.archs.ops import use_channels_last
+
+    nhwc = use_channels_last(copy.deepcopy(ours))
+    sides["ours NHWC"] = lambda: case.forward(nhwc, x)[0]
     if args.onnxruntime:
         try:
             sides["ours ort"] = ours_onnx(ours, x, args.threads)

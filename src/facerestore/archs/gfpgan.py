@@ -152,6 +152,8 @@ class _EqualizedKit:
 class _GFPGAN(nn.Module):
     """U-Net encoder/decoder + style code + SFT-conditioned StyleGAN2; the forward of all variants."""
 
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
     # Keyword-only, as _StyleGAN2Base: several float and bool arguments in a row.
     def __init__(self, *, kit: _CleanKit | _EqualizedKit, decoder: nn.Module, out_size: int, num_style_feat: int,
                  channel_multiplier: float, decoder_load_path: str | None, fix_decoder: bool,
@@ -194,7 +196,7 @@ class _GFPGAN(nn.Module):
         Extra keyword arguments (e.g. GFPGANer's ``weight``) are ignored, as in the official code.
         """
         b = x.shape[0]
-        feat = self.conv_body_first(fast_layout(x))
+        feat = self.conv_body_first(fast_layout(x, self.channels_last))
         unet_skips = []
         for block in self.conv_body_down:
             feat = block(feat)

@@ -113,17 +113,30 @@ def wide(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def fast_layout(x: Tensor) -> Tensor:
-    """``x`` in the memory layout the convolutions run fastest in on this device.
-
-    On CPU, oneDNN convolutions take channels-last (NHWC) tensors as they are, while NCHW ones are
-    reordered to a blocked layout and back around every convolution: channels-last measured
-    1.3-1.7x faster per 3x3 conv at GFPGAN's shapes, and interpolation, element-wise ops and the
-    next conv keep the layout. Elsewhere (CUDA, MPS: not measured) the tensor is left as it is.
-    """
-    if x.device.type == "cpu" and x.ndim == 4:
+def fast_layout(x: Tensor, enabled: bool) -> Tensor:
+    """``x`` in channels-last (NHWC) memory on CPU when ``enabled`` (see ``use_channels_last``)."""
+    if enabled and x.device.type == "cpu" and x.ndim == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def use_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Opt in (or out) to channels-last activations on CPU for every network inside ``model``.
+
+    oneDNN convolutions take channels-last (NHWC) tensors as they are, while NCHW ones are
+    reordered to a blocked layout and back around every convolution: measured 1.2-1.7x per 3x3
+    conv at GFPGAN's shapes, 1.3-1.5x for whole GFPGANv1Clean and RRDBNet forwards, 1.1x for
+    RestoreFormer (benchmarks/README.md). Interpolation, element-wise ops and the next conv keep
+    the layout; outputs are returned NCHW. The catch: convolutions sum in another order, so the
+    outputs move by float32 rounding (GFPGANv1Clean 4e-6, RRDBNet 1e-5 against the official
+    code), enough to flip a few 8-bit pixels of the official pipeline's output. Off by default,
+    because facerestore promises the official pixels; turn it on where speed matters more.
+    CUDA / MPS: the switch is ignored (not measured there).
+    """
+    for module in model.modules():
+        if hasattr(type(module), "channels_last"):
+            module.channels_last = enabled
+    return model
 
 
 def fused_leaky_relu(x: Tensor, bias: Tensor | None = None, negative_slope: float = 0.2,

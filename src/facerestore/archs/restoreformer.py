@@ -233,6 +233,8 @@ class RestoreFormer(nn.Module):
     ``fix_*`` freeze parts for training (requires_grad only).
     """
 
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
     def __init__(
         self,
         n_embed: int = 1024,
@@ -280,6 +282,6 @@ class RestoreFormer(nn.Module):
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, None]:
         # **kwargs: GFPGANer passes GFPGAN's options (return_rgb, weight) to every model; ignored.
-        h, skips = self.encoder(fast_layout(x))  # (B, z, R/32, R/32) for six levels
+        h, skips = self.encoder(fast_layout(x, self.channels_last))  # (B, z, R/32, R/32) for six levels
         quant, _, _ = self.quantize(self.quant_conv(h))
         return self.decoder(self.post_quant_conv(quant), skips).contiguous(), None  # NCHW, as the official code

@@ -65,6 +65,8 @@ class RRDBNet(nn.Module):
     For scale 2 (or 1), H and W must be divisible by 2 (or 4). The output is not clamped.
     """
 
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
     def __init__(
         self,
         num_in_ch: int,
@@ -88,7 +90,7 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = fast_layout(x)  # channels-last on CPU: 1.3x here (oneDNN convs without reorders)
+        x = fast_layout(x, self.channels_last)  # opt-in NHWC on CPU: 1.3x here, not bit-exact
         if self.unshuffle > 1:
             # (B, C, H, W) -> (B, C*r*r, H/r, W/r); channel order (c, i, j) as in BasicSR.
             x = F.pixel_unshuffle(x, self.unshuffle)

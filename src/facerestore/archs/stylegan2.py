@@ -173,21 +173,19 @@ class ModulatedConv2d(nn.Module):
         elif resample_kernel is not None and sample_mode == "downsample":
             self.smooth = blur_for_downsample(resample_kernel, kernel_size)
 
-    def forward(self, x: Tensor, style: Tensor, gain: float = 1.0) -> Tensor:
-        """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W'), times ``gain``.
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W').
 
         One sample: the official arithmetic, weights modulated by the style (then demodulated).
         Several: the style scales the activations instead, ``conv(x * s, w) * demod`` with
         ``demod = rsqrt(s**2 @ sum_k(w**2) + eps)``, the same function with one weight for the
         whole batch, so a batch runs as one ordinary conv instead of a grouped conv with per-sample
         weights. The demodulation sums run in fp32 whatever the dtype (fp16 overflows there).
-        ``gain`` (a constant such as the clean StyleConv's sqrt(2)) is folded into the weights or
-        the demodulation, saving a pass over the output.
         """
         b, c = x.shape[:2]
         s = self.modulation(style)  # (B, Cin)
         if b == 1:
-            weight = self._modulated_weight(s, gain).to(x.dtype)
+            weight = self._modulated_weight(s).to(x.dtype)
             out = self._conv(x, weight)
         else:
             weight = self.weight[0] if self.weight_gain == 1.0 else self.weight_gain * self.weight[0]
@@ -195,14 +193,10 @@ class ModulatedConv2d(nn.Module):
             if self.demodulate:
                 w2 = wide(weight).square().sum([2, 3])  # (Cout, Cin)
                 scale = torch.rsqrt(wide(s).square() @ w2.t() + self.eps)  # (B, Cout)
-                if gain != 1.0:
-                    scale = scale * gain
                 out = mul_into(out, scale.view(b, self.out_channels, 1, 1).to(out.dtype))
-            elif gain != 1.0:
-                out = mul_into(out, gain)
         return out
 
-    def _modulated_weight(self, s: Tensor, gain: float) -> Tensor:
+    def _modulated_weight(self, s: Tensor) -> Tensor:
         """The official per-sample weight for one sample (Cout, Cin, k, k), demodulated in fp32."""
         weight = wide(self.weight[0])
         if self.weight_gain != 1.0:  # clean weights have gain 1.0, and 1.0 * w == w: skip that product
@@ -211,9 +205,7 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             demod = torch.rsqrt(weight.pow(2).sum([1, 2, 3]) + self.eps).view(-1, 1, 1, 1)
             # pow saved the modulated weights for its backward: in place only without autograd
-            weight = mul_into(weight, demod if gain == 1.0 else demod * gain)
-        elif gain != 1.0:
-            weight = weight * gain
+            weight = mul_into(weight, demod)
         return weight
 
     def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
@@ -254,8 +246,11 @@ class StyleConv(nn.Module):
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
         # The conv output is fresh and its backward does not need it, so the steps below run in
         # place where autograd allows: a new full-size tensor per step costs more than its arithmetic.
-        # clean: sqrt(2) * conv, folded into the conv's weights
-        out = self.modulated_conv(x, style, gain=1.0 if self.equalized else 2**0.5)
+        out = self.modulated_conv(x, style)
+        if not self.equalized:
+            # not folded into the weights: that is faster but moves the rounding, and the pipeline
+            # promises the official 8-bit pixels (tests/test_official_fixtures.py)
+            out.mul_(2**0.5)
         if noise is None:  # fresh noise from the global RNG, (B, 1, H, W)
             b, _, h, w = out.shape
             noise = torch.randn(b, 1, h, w, device=out.device, dtype=out.dtype)
@@ -297,6 +292,8 @@ class ConstantInput(nn.Module):
 # ----------------------------------------------------------------------------- generator
 class _StyleGAN2Base(nn.Module):
     """Mapping MLP + synthesis network; the public subclasses fix ``equalized``/``resample_kernel``."""
+
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
 
     # Keyword-only: narrow and lr_mlp are both floats, and the subclasses' official signatures
     # order them differently, so a positional swap would build a wrong network without an error.
@@ -396,7 +393,7 @@ class _StyleGAN2Base(nn.Module):
         latent = self._latent(styles, inject_index)
         conditions = conditions or []
 
-        out = fast_layout(self.constant_input(latent.shape[0]))
+        out = fast_layout(self.constant_input(latent.shape[0]), self.channels_last)
         out = self.style_conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
         for level, to_rgb in enumerate(self.to_rgbs):  # resolution 2**(level + 3)
