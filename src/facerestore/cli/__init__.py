@@ -19,6 +19,7 @@ COMMANDS = {
     "summarize": "facerestore.cli.summarize",
     "serve": "facerestore.cli.serve",
     "evaluate": "facerestore.cli.evaluate",
+    "export": "facerestore.cli.export",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 
