@@ -290,6 +290,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed passes per side (median)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-detection", action="store_true")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="ours with facerestore.archs.ops.use_channels_last (faster on CPU, not the same pixels)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--only", help="comma-separated photo names (a quick check), default all three")
     args = parser.parse_args()
@@ -299,6 +301,10 @@ def main() -> int:
     load_before = load_text()
 
     official, ours = Official(args.golden, args.reference), Ours(args.golden, {})
+    if args.channels_last:
+        from facerestore.archs.ops import use_channels_last
+
+        use_channels_last(ours.r.net)
     landmarks = dict(LANDMARKS)
     for path in photos:
         if path.name not in landmarks:  # MTCNN, once, for both sides
