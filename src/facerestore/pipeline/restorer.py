@@ -521,8 +521,9 @@ def _to_half(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     return to_half(net, dtype)
 
 
-# Working memory of one face through GFPGANv1Clean at 512², inference, measured with
-# torch.cuda.max_memory_allocated on fp32 (halved for fp16/bf16), with a margin; see benchmarks/README.md.
+# Working memory of one face through GFPGANv1Clean at 512² in inference, fp32 (halved for
+# fp16/bf16): an estimate with a margin (the U-Net's skip features at 512² and 256² are ~0.3 GiB),
+# not yet measured on a GPU; benchmarks/bench_faces.py prints the measured MiB/face.
 _BYTES_PER_FACE_512 = 1.0 * 2**30
 _MAX_AUTO_BATCH = 16
 
