@@ -1,4 +1,5 @@
-"""Restore files into the official output layout, one file after another.
+"""Restore files into the official output layout, in input order (the next file is decoded and
+the previous one written in threads while one is restored; on GPUs consecutive files share batches).
 
 One bad file never stops the batch: it is reported, leaves no output behind, and the run goes
 on. Nothing that was complete before a run is gone after it: the outputs of a photo are staged
