@@ -93,6 +93,16 @@ MODELS: tuple[ModelEntry, ...] = (
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth", "ResNetArcFace",
                {"block": "IRBlock", "layers": [2, 2, 2, 2], "use_se": False},
                description="identity network (training loss, identity score)"),
+    # training-only files (facerestore train)
+    ModelEntry("stylegan2-512", "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+               f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+               "StyleGAN2Generator", {"out_size": 512, "channel_multiplier": 1},
+               description="StyleGAN2 prior: initialises the GFPGANv1 decoder for training"),
+    ModelEntry("ffhq-components", "FFHQ_eye_mouth_landmarks_512.pth",
+               f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
+               "landmarks", description="FFHQ eye/mouth boxes for the component discriminators (training)"),
+    ModelEntry("vgg19", "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "VGG19",
+               description="torchvision VGG19 (ImageNet): perceptual/style loss in training"),
 )
 
 
