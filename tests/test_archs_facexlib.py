@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facerestore.arch_detect.facexlib import RULES
+from facerestore.models.arch_detect.facexlib import RULES
 from facerestore.archs.parsenet import ConvLayer, ParseNet
 from facerestore.archs.retinaface import AnchorHead, Bottleneck, RetinaFace
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from facerestore.arch_detect.gfpgan import RULES
+from facerestore.models.arch_detect.gfpgan import RULES
 from facerestore.archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
 from facerestore.archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from facerestore.archs.ops import _upfirdn2d_ref
 from facerestore.archs.stylegan2 import ModulatedConv2d, StyleGAN2Generator, StyleGAN2GeneratorClean
-from facerestore.convert import bilinear_to_clean
+from facerestore.models.convert import bilinear_to_clean
 
 SPECS = Path(__file__).resolve().parents[1] / ".." / "shared" / "specs" / "checkpoints"
 GFPGANS = [GFPGANv1Clean, GFPGANv1, GFPGANBilinear]

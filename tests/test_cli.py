@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from facerestore import cli, zoo
+from facerestore import cli
+from facerestore.models import zoo
 from facerestore.archs.gfpgan import GFPGANv1Clean
 
 # Small but real: the U-Net, CS-SFT and StyleGAN2 decoder of v1.4 at a fraction of the width.
@@ -196,7 +197,7 @@ def test_every_input_kind_comes_back_as_it_went_in(shared_data, tiny_checkpoint,
 
 def test_convert_bilinear_checkpoint_to_clean(tmp_path, capsys):
     from facerestore.archs.gfpgan import GFPGANBilinear
-    from facerestore.loading import load_model
+    from facerestore.models.loading import load_model
 
     kwargs = dict(out_size=64, num_style_feat=32, channel_multiplier=2, num_mlp=2, narrow=0.25,
                   input_is_latent=True, different_w=True, sft_half=True)

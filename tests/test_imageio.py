@@ -1,10 +1,12 @@
-"""facerestore.imageio: every kind of input people have, every kind of bad file, atomic writes.
+"""facerestore.io.images: every kind of input people have, every kind of bad file, atomic writes.
 
 All inputs are generated in tmp_path; the "bombs" are small files whose headers lie.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -14,16 +16,21 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from facerestore import imageio
-from facerestore.imageio import (
+from facerestore.io import images as imageio
+from facerestore.io.images import (
     ImageReadError,
     ImageWriteError,
     choose_output_ext,
     compose_output,
     convert_bit_depth,
     from_float01,
+    InputScan,
+    OutputTooLargeError,
+    check_output_pixels,
     list_images,
+    peek_size,
     read_image,
+    scan_inputs,
     to_float01,
     write_image,
 )
@@ -179,6 +186,27 @@ def test_16bit_gray_tiff_and_gray_alpha_png(tmp_path):
     np.testing.assert_array_equal(img.alpha, ga[:, :, 1])
 
 
+def _tRNS(*values: int) -> bytes:
+    data = struct.pack(">" + "H" * len(values), *values)
+    return struct.pack(">I", len(data)) + b"tRNS" + data + struct.pack(">I", zlib.crc32(b"tRNS" + data))
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_gray_colour_key_becomes_alpha_at_any_depth(tmp_path, depth):
+    # A tRNS colour key in a 16-bit gray PNG used to be dropped (8-bit gray and all RGB kept it).
+    dtype = np.uint16 if depth == 16 else np.uint8
+    gray = _rand((3, 4), dtype)
+    gray[0, 0], gray[1, 2] = 7, 7
+    raw = b"".join(b"\x00" + gray[r].astype(">u2" if depth == 16 else np.uint8).tobytes() for r in range(3))
+    data = _png(4, 3, depth, 0, raw)
+    data = data[:33] + _tRNS(7) + data[33:]  # after IHDR (8 + 25 bytes)
+    img = read_image(_write(tmp_path / "key.png", data))
+    assert img.is_gray and img.bit_depth == depth
+    expected = np.where(gray == 7, 0, np.iinfo(dtype).max)
+    np.testing.assert_array_equal(img.alpha, expected)
+    np.testing.assert_array_equal(img.pixels[:, :, 0], gray)
+
+
 def test_32bit_int_image_fitting_16_bits(tmp_path):
     values = _rand((4, 6), np.uint16).astype(np.int32)
     Image.fromarray(values, "I").save(tmp_path / "i32.tif")
@@ -187,10 +215,29 @@ def test_32bit_int_image_fitting_16_bits(tmp_path):
     np.testing.assert_array_equal(img.pixels[:, :, 0], values)
 
 
-def test_float_image_is_refused(tmp_path):
-    Image.fromarray(np.ones((4, 4), np.float32)).save(tmp_path / "f.tif")
-    with pytest.raises(ImageReadError, match=r"f\.tif: floating-point"):
-        read_image(tmp_path / "f.tif")
+FLOAT_TIFF = "floating-point TIFF is not supported; convert it to 8- or 16-bit"
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_float_tiff_is_refused_as_float(tmp_path, channels):
+    # Pillow opens 1-channel float TIFF (mode F) but cannot identify 3- or 4-channel ones, which
+    # used to be "not an image (unrecognised format)".
+    path = tmp_path / "f.tif"
+    data = np.linspace(0, 1, 4 * 5 * channels, dtype=np.float32).reshape(4, 5, channels)
+    if channels == 1:
+        Image.fromarray(data[:, :, 0]).save(path)
+    else:
+        assert cv2.imwrite(str(path), data)
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    assert str(err.value) == f"{path}: {FLOAT_TIFF}"
+
+
+def test_unreadable_tiff_is_not_called_unrecognised(tmp_path):
+    ifd = struct.pack("<H", 1) + bytes(12) + bytes(4)  # one meaningless entry: no size, no samples
+    path = _write(tmp_path / "odd.tif", b"II*\x00" + struct.pack("<I", 8) + ifd)
+    with pytest.raises(ImageReadError, match=r"odd\.tif: TIFF that cannot be read \(corrupt, or a layout"):
+        read_image(path)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -486,3 +533,267 @@ def test_corrupted_files_never_raise_anything_else(tmp_path):
             assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
             outcomes.add("error")
     assert outcomes == {"ok", "error"}
+
+
+
+# ---------------------------------------------------------------------------------------------
+# JPEGs whose data ends long before their declared size (issue 6, finding 3)
+
+
+def _jpeg_bytes(img: np.ndarray, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", **save)
+    return buf.getvalue()
+
+
+def _sof_size_at(data: bytes) -> int:
+    """Offset of the height field in the first SOF segment, found by walking segment lengths."""
+    pos = 2
+    while True:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return pos + 5
+        pos += 2 + length
+
+
+def _lying_jpeg(size=(9000, 9000), keep_eoi=True) -> bytes:
+    """The reported case: a small valid JPEG whose frame header is patched to claim 9000x9000."""
+    data = bytearray(_jpeg_bytes(_asymmetric(16, 16), quality=50))
+    at = _sof_size_at(bytes(data))
+    data[at : at + 4] = struct.pack(">HH", size[1], size[0])
+    return bytes(data if keep_eoi else data[:-2])
+
+
+def _no_decoding(monkeypatch):
+    def load(self, *args, **kwargs):
+        raise AssertionError("pixel data was decoded")
+
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", load)
+    monkeypatch.setattr(Image.Image, "load", load)
+    monkeypatch.setattr(imageio.cv2, "imdecode", load)
+
+
+@pytest.mark.parametrize("keep_eoi", [True, False])
+def test_jpeg_declaring_9000x9000_in_600_bytes_is_refused_before_decoding(tmp_path, monkeypatch, keep_eoi):
+    # With its EOI the file used to decode "fine" to a 9000x9000 grey image (243 MB, 5.7 GB RSS in
+    # the pipeline, an 18000x18000 output, exit 0).
+    path = _write(tmp_path / "liar.jpg", _lying_jpeg(keep_eoi=keep_eoi))
+    size = path.stat().st_size
+    assert size < 700
+    _no_decoding(monkeypatch)  # refused on the bytes alone: no 9000x9000 buffer is ever made
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    assert str(err.value) == f"{path}: truncated or corrupt JPEG: declares 9000x9000 but holds {size} bytes"
+
+
+def test_jpeg_data_check_walks_segments_and_counts_only_scan_data(tmp_path, monkeypatch):
+    # 9000x9000 needs >= 158 kB of scan data. Padding the liar with 190 kB of comments after its
+    # scan (where progressive files keep tables between scans) must not make it pass, and a fake
+    # EOI and SOF inside a comment before the frame header must not be taken for markers.
+    comment = b"\xff\xfe" + struct.pack(">H", 65002) + b"\xff\xd9\xff\xc0" + bytes(64996)
+    data = _lying_jpeg()
+    padded = data[:2] + comment + data[2:-2] + comment * 3 + data[-2:]
+    path = _write(tmp_path / "com.jpg", padded)
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageReadError, match="declares 9000x9000"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("save", [
+    dict(quality=1, optimize=True),
+    dict(quality=1, optimize=True, progressive=True),
+    dict(quality=1, subsampling=2, progressive=True),
+    dict(quality=90, subsampling=0),
+], ids=["optimized", "progressive", "progressive-420", "444"])
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_smallest_valid_jpegs_pass_the_data_check(tmp_path, save, mode):
+    # A flat image is the cheapest a JPEG can be (one short code per block): the bound must let it
+    # through, in every layout; so must bytes after EOI and a comment holding a fake EOI.
+    flat = Image.new(mode, (1000, 700), {"RGB": (90, 140, 200), "L": 128, "CMYK": (10, 50, 90, 0)}[mode])
+    buf = io.BytesIO()
+    flat.save(buf, "JPEG", **save)
+    data = buf.getvalue()
+    assert len(data) < 1000 * 700 / 16  # small indeed: far under one byte per 8x8 block of each channel
+    comment = b"\xff\xfe\x00\x06\xff\xd9\x00\x00"
+    path = _write(tmp_path / "flat.jpg", data[:2] + comment + data[2:] + b"trailer after EOI")
+    img = read_image(path)
+    with Image.open(io.BytesIO(data)) as im:
+        expected = np.asarray(im.convert("RGB"))[:, :, ::-1]
+    np.testing.assert_array_equal(img.pixels, expected)
+
+
+def test_jpeg_with_restart_markers_passes(tmp_path):
+    flat = np.full((300, 400, 3), 200, np.uint8)
+    ok, buf = cv2.imencode(".jpg", flat, [cv2.IMWRITE_JPEG_QUALITY, 1, cv2.IMWRITE_JPEG_RST_INTERVAL, 1])
+    path = _write(tmp_path / "rst.jpg", buf.tobytes())
+    np.testing.assert_array_equal(read_image(path).pixels, cv2.imread(str(path)))
+
+
+def test_arithmetic_coded_jpeg_is_not_judged_by_the_huffman_bound():
+    # SOF9 (arithmetic coding) can code a flat image in almost nothing: no bound, the decoder decides.
+    data = bytearray(_lying_jpeg())
+    at = _sof_size_at(bytes(data))
+    data[at - 4] = 0xC9
+    assert imageio._jpeg_shortfall(io.BytesIO(bytes(data))) is None
+    data[at - 4] = 0xC2  # the same header as progressive Huffman: refused
+    assert imageio._jpeg_shortfall(io.BytesIO(bytes(data))) == (9000, 9000)
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes before decoding, and the output bound
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_peek_size_reads_the_header_only_and_turns_with_exif(tmp_path, monkeypatch, orientation):
+    path = tmp_path / "o.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(_asymmetric(24, 40)).save(path, exif=exif)
+    expected = read_image(path).pixels.shape[1::-1]
+    assert expected == ((24, 40) if orientation >= 5 else (40, 24))
+    _no_decoding(monkeypatch)
+    assert peek_size(path) == expected
+
+
+def test_peek_size_of_a_bomb_costs_nothing(tmp_path, monkeypatch):
+    path = _bomb(tmp_path)
+    _no_decoding(monkeypatch)
+    assert peek_size(path) == (30000, 30000)  # no pixel limit here: check_output_pixels decides
+    with pytest.raises(ImageReadError, match="not an image"):
+        peek_size(_write(tmp_path / "notes.png", b"hello" * 20))
+    with pytest.raises(ImageReadError, match="file not found"):
+        peek_size(tmp_path / "missing.png")
+
+
+def _png_with_late_exif(data16: np.ndarray, orientation: int) -> bytes:
+    """A 16-bit RGB PNG whose eXIf chunk comes after the pixel data (allowed by the PNG spec)."""
+    png = cv2.imencode(".png", data16)[1].tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    raw = exif.tobytes()
+    raw = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    chunk = struct.pack(">I", len(raw)) + b"eXIf" + raw + struct.pack(">I", zlib.crc32(b"eXIf" + raw))
+    iend = png.rindex(b"IEND") - 4
+    return png[:iend] + chunk + png[iend:]
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_late_exif_orientation_in_png_is_applied_at_any_depth(tmp_path, depth):
+    # The 16-bit path (OpenCV) used to ignore an eXIf chunk after IDAT while the 8-bit path
+    # (Pillow) applied it: the same photo came out turned or not depending on its bit depth.
+    data = _rand((6, 10, 3), np.uint16 if depth == 16 else np.uint8)
+    path = _write(tmp_path / "late.png", _png_with_late_exif(data, 6))
+    img = read_image(path)
+    assert img.orientation == 6 and img.pixels.shape == (10, 6, 3)
+    np.testing.assert_array_equal(img.pixels, np.rot90(data, k=-1))
+    assert peek_size(path) == (6, 10)
+
+
+def test_check_output_pixels():
+    check_output_pixels(160, 200, 2, 100_000_000)
+    check_output_pixels(160, 200, 100, None)  # no limit
+    check_output_pixels(10_000, 10_000, 1, 100_000_000)  # exactly at the limit
+    with pytest.raises(OutputTooLargeError) as err:
+        check_output_pixels(160, 200, 100, 100_000_000)
+    assert str(err.value) == ("160x200 at scale 100 would give 16000x20000 = 320.0 MP, over the output "
+                              "limit of 100.0 MP (use a smaller scale)")
+    assert isinstance(err.value, ValueError) and err.value.path is None
+    with pytest.raises(OutputTooLargeError, match=r"^photo\.jpg: 9000x9000 at scale 2 would give 18000x18000"):
+        check_output_pixels(9000, 9000, 2, 100_000_000, path="photo.jpg")
+    for scale in (float("nan"), float("inf"), 0, -2, "2x"):
+        with pytest.raises(ValueError, match="scale must be"):
+            check_output_pixels(160, 200, scale, None)
+    with pytest.raises(ValueError, match=r"turns the 160x200 image into 0x0 pixels"):
+        check_output_pixels(160, 200, 0.001, None)
+    assert imageio.scaled_size(161, 201, 1.5) == (241, 301)  # rounded down, as the upsampler does
+
+
+# ---------------------------------------------------------------------------------------------
+# frames, links and folders (issue 6, finding 5)
+
+
+def _frames(n, size=(8, 6)):
+    return [Image.fromarray(np.full((size[1], size[0], 3), 40 * i + 20, np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("ext, note", [
+    (".gif", "animated GIF with 3 frames: only the first is restored"),
+    (".png", "animated PNG with 3 frames: only the first is restored"),
+    (".webp", "animated WebP with 3 frames: only the first is restored"),
+    (".tif", "multi-page TIFF with 3 pages: only the first is restored"),
+])
+def test_multi_frame_files_give_the_first_frame_and_a_note(tmp_path, ext, note):
+    frames = _frames(3)
+    path = tmp_path / f"anim{ext}"
+    extra = {".webp": dict(lossless=True)}.get(ext, {})
+    frames[0].save(path, save_all=True, append_images=frames[1:], **extra)
+    img = read_image(path)
+    assert img.notes == [note]
+    np.testing.assert_array_equal(img.pixels, np.asarray(frames[0])[:, :, ::-1])
+    single = tmp_path / f"one{ext}"
+    frames[0].save(single, **extra)
+    assert read_image(single).notes == []
+
+
+def test_16bit_multi_page_tiff_notes_too(tmp_path):
+    pages = [_rand((5, 7, 3), np.uint16) for _ in range(2)]
+    path = tmp_path / "deep.tif"
+    assert cv2.imwritemulti(str(path), pages)
+    img = read_image(path)
+    assert img.bit_depth == 16 and img.notes == ["multi-page TIFF with 2 pages: only the first is restored"]
+    np.testing.assert_array_equal(img.pixels, pages[0])
+
+
+def _links(tmp_path):
+    (tmp_path / "loop_a.jpg").symlink_to(tmp_path / "loop_b.jpg")
+    (tmp_path / "loop_b.jpg").symlink_to(tmp_path / "loop_a.jpg")
+    (tmp_path / "broken.png").symlink_to(tmp_path / "gone.png")
+
+
+def test_links_are_named_for_what_they_are(tmp_path):
+    _links(tmp_path)
+    with pytest.raises(ImageReadError) as err:
+        read_image(tmp_path / "loop_a.jpg")
+    assert str(err.value) == f"{tmp_path / 'loop_a.jpg'}: is a symbolic link loop"
+    with pytest.raises(ImageReadError) as err:
+        read_image(tmp_path / "broken.png")
+    assert str(err.value) == f"{tmp_path / 'broken.png'}: is a broken symbolic link"
+    # as the -i argument: it used to say "does not exist" / "no such file or folder"
+    with pytest.raises(ImageReadError, match=r"loop_a\.jpg: is a symbolic link loop$"):
+        scan_inputs(tmp_path / "loop_a.jpg")
+    with pytest.raises(FileNotFoundError, match="is a symbolic link loop"):
+        list_images(tmp_path / "loop_a.jpg")
+    with pytest.raises(FileNotFoundError, match="is a broken symbolic link"):
+        list_images(tmp_path / "broken.png")
+    with pytest.raises(ImageReadError, match="no such file or folder"):
+        scan_inputs(tmp_path / "missing")
+
+
+def test_scan_inputs_says_what_it_passes_over(tmp_path, monkeypatch):
+    good = [write_image(tmp_path / name, _rand((4, 4, 3))) for name in ("a.png", "c.JPG")]
+    _links(tmp_path)
+    (tmp_path / "sub").mkdir()
+    write_image(tmp_path / "sub" / "deeper.png", _rand((4, 4, 3)))
+    (tmp_path / "IMG_1.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    os.mkfifo(tmp_path / "pipe.png")
+    write_image(tmp_path / "locked.png", _rand((4, 4, 3)))
+    for name in ("notes.txt", "a.png.xmp", ".hidden.png", "IMG_1.AAE"):  # passed over silently
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "ok_link.png").symlink_to(good[0])
+    real_access = os.access
+    monkeypatch.setattr(imageio.os, "access", lambda p, mode: Path(p).name != "locked.png" and real_access(p, mode))
+
+    scan = scan_inputs(tmp_path)
+    assert isinstance(scan, InputScan)
+    assert [p.name for p in scan.files] == ["a.png", "c.JPG", "ok_link.png"]
+    assert [(p.name, why) for p, why in scan.skipped] == [
+        ("IMG_1.HEIC", "HEIC/HEIF photos are not supported (convert them to JPEG or PNG first)"),
+        ("broken.png", "is a broken symbolic link"),
+        ("locked.png", "cannot be read (permission denied)"),
+        ("loop_a.jpg", "is a symbolic link loop"),
+        ("loop_b.jpg", "is a symbolic link loop"),
+        ("pipe.png", "not a regular file"),
+        ("sub", "subfolder (folders are not searched recursively)"),
+    ]
+    assert list_images(tmp_path) == scan.files
+    assert scan_inputs(good[1]).files == [good[1]] and scan_inputs(good[1]).skipped == []

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from facerestore import loading
-from facerestore.arch_detect import ArchRule
+from facerestore.models import loading
+from facerestore.models.arch_detect import ArchRule
 
 
 class _Tiny(nn.Module):
@@ -108,7 +108,7 @@ def test_every_rule_has_a_unique_name():
 
 
 def test_zoo_names_resolve_through_the_cache(tmp_path, monkeypatch):
-    from facerestore import zoo
+    from facerestore.models import zoo
     from facerestore.archs.retinaface import RetinaFace
     from facerestore.face.detectors import load_detector
     from facerestore.face.mtcnn import MTCNNDetector
@@ -131,7 +131,8 @@ def test_zoo_names_resolve_through_the_cache(tmp_path, monkeypatch):
 def test_models_verify_flags_a_corrupted_cached_file(tmp_path, monkeypatch, capsys):
     import hashlib
 
-    from facerestore import cli, zoo
+    from facerestore import cli
+    from facerestore.models import zoo
 
     monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -145,7 +146,7 @@ def test_models_verify_flags_a_corrupted_cached_file(tmp_path, monkeypatch, caps
 
 
 def test_a_wrong_file_under_a_zoo_name_is_refused(tmp_path, monkeypatch):
-    from facerestore import zoo
+    from facerestore.models import zoo
     from facerestore.archs.parsenet import ParseNet
 
     monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))

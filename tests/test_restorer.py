@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from facerestore.restorer import Restorer, is_grey
+from facerestore.models import ModelDescriptor, Purpose
+from facerestore.pipeline.restorer import Restorer, is_grey
 
 # Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg.
 BLAKE_LANDMARKS = [
@@ -16,14 +17,22 @@ BLAKE_LANDMARKS = [
 ]
 
 
+FACE_NET = ModelDescriptor("StandIn", Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
+                           takes_noise=True)
+
+
 class IdentityFaceNet(nn.Module):
     """Returns its input: 'restoration' that changes nothing, so pasting must give the input back."""
+
+    descriptor = FACE_NET
 
     def forward(self, x, return_rgb=True, randomize_noise=True):
         return x, []
 
 
 class ConstantFaceNet(nn.Module):
+    descriptor = FACE_NET
+
     def __init__(self, value: float):
         super().__init__()
         self.value = value

@@ -1,4 +1,4 @@
-"""Tiled background upsampler (facerestore.upsampler)."""
+"""Tiled background upsampler (facerestore.pipeline.upsampler)."""
 
 import cv2
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facerestore.upsampler import Upsampler
+from facerestore.pipeline.upsampler import Upsampler
 
 
 class TinySR(nn.Module):

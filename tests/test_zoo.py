@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facerestore import zoo
+from facerestore.models import zoo
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not all zeros so a wrong byte changes the hash
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "facerestore.loading",
-    "CheckpointError": "facerestore.loading",
-    "Restorer": "facerestore.restorer",
-    "Upsampler": "facerestore.upsampler",
+    "load_model": "facerestore.models.loading",
+    "CheckpointError": "facerestore.models.loading",
+    "Restorer": "facerestore.pipeline.restorer",
+    "Upsampler": "facerestore.pipeline.upsampler",
     "load_detector": "facerestore.face.detectors",
 }
 
@@ -21,12 +21,17 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .face.detectors import load_detector
-    from .loading import CheckpointError, load_model
-    from .restorer import Restorer
-    from .upsampler import Upsampler
+    from .models.loading import CheckpointError, load_model
+    from .pipeline.restorer import Restorer
+    from .pipeline.upsampler import Upsampler
+
+
+_SUBPACKAGES = ("archs", "face", "io", "models", "pipeline")
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:  # facerestore.models.load(...) after a bare `import facerestore`
+        return importlib.import_module(f"facerestore.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'facerestore' has no attribute {name!r}")

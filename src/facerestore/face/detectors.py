@@ -29,9 +29,9 @@ def load_detector(name_or_path: str | Path | nn.Module = "auto", device: str | t
     already on disk, and otherwise the MTCNN shipped with the package, so it never downloads and
     always works offline.
     """
-    from .. import zoo
+    from ..models import zoo
     from ..archs.retinaface import RetinaFace
-    from ..loading import CheckpointError, load_model
+    from ..models.loading import CheckpointError, load_model
     from .mtcnn import MTCNNDetector
     from .retinaface import RetinaFaceDetector
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
-from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
-from ..archs.stylegan2 import BASE_CHANNELS
+from ...archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
+from ...archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
+from ...archs.stylegan2 import BASE_CHANNELS
 from . import ArchRule, StateDict
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from facerestore.arch_detect import ArchRule, StateDict
+from facerestore.models.arch_detect import ArchRule, StateDict
 from facerestore.archs.parsenet import ParseNet
 from facerestore.archs.retinaface import RetinaFace
 

@@ -1,7 +1,7 @@
 """Rules that recognise an architecture and its constructor arguments from a state dict.
 
 Each family module (``gfpgan``, ``others``, ``facexlib``) exports ``RULES``: a list of
-:class:`ArchRule`. :mod:`facerestore.loading` tries them in order; the first rule whose
+:class:`ArchRule`. :mod:`facerestore.models.loading` tries them in order; the first rule whose
 ``detect_kwargs`` returns a dict wins, and the module is built with those keyword arguments
 and loaded with ``strict=True``. Rules see canonical state dicts: unwrapped from
 ``params_ema``/``params`` and with any ``module.`` prefix removed.

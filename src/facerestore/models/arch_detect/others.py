@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from facerestore.arch_detect import ArchRule, StateDict
+from facerestore.models.arch_detect import ArchRule, StateDict
 from facerestore.archs.arcface import ResNetArcFace
 from facerestore.archs.restoreformer import RestoreFormer
 from facerestore.archs.rrdbnet import UNSHUFFLE_FACTOR, RRDBNet

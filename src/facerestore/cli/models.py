@@ -1,0 +1,52 @@
+"""`facerestore models`: list, download and verify the released model files."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, download and verify model files",
+                       description="Without options, list the released models and which are present. "
+                                   "Files live in $FACERESTORE_HOME (default ~/.cache/facerestore).")
+    p.add_argument("--download", nargs="+", metavar="NAME", help="download these models now")
+    p.add_argument("--verify", action="store_true", help="re-hash every present file against its sha256")
+    p.set_defaults(func=run)
+
+
+def _human(size: int | None) -> str:
+    return "?" if size is None else f"{size / 2**20:.1f} MiB"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import zoo
+
+    status = 0
+    for name in args.download or ():
+        entry = zoo.find_entry(name)
+        if entry is None:
+            print(f"error: unknown model '{name}'", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            path = zoo.ensure_model_file(entry)
+            print(f"{entry.name}: {path}")
+        except (zoo.ModelUnavailableError, zoo.ChecksumError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+    if args.download:
+        return status
+    print(f"cache: {zoo.cache_dir()}")
+    print(f"{'name':26} {'file':36} {'size':>10}  {'what':48} status")
+    for entry in zoo.MODELS:
+        path = zoo.locate(entry)
+        state = "-" if path is None else str(path)
+        if path is not None and args.verify:
+            try:
+                zoo.verify_file(path, entry)
+                state = f"ok  {path}"
+            except zoo.ChecksumError as exc:
+                state, status = f"BAD {exc}", 1
+        print(f"{entry.name:26} {entry.filename:36} {_human(entry.size):>10}  {entry.description[:48]:48} {state}")
+    print(f"{'mtcnn':26} {'(built in)':36} {'1.9 MiB':>10}  {'offline face detector, shipped with the package':48} ok")
+    return status

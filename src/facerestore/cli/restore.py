@@ -1,0 +1,163 @@
+"""`facerestore restore`: the official inference_gfpgan.py, as a front-end of the shared pipeline.
+
+This module only turns flags into :class:`~facerestore.pipeline.options.RestoreOptions` and
+renders what :func:`~facerestore.pipeline.batch.run_batch` reports (notes, errors, a progress bar,
+the summary); the work is done by the pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "restore", help="restore the faces in photos (the official inference_gfpgan.py flags work)",
+        description="Detect, align, restore and paste back every face of each photo. "
+                    "Flags keep the spellings of the official inference_gfpgan.py.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-i", "--input", default="inputs/whole_imgs",
+                   help="an image, a folder of images, or a .txt file listing image paths (one per line)")
+    p.add_argument("-o", "--output", default="results", help="output folder")
+    p.add_argument("-v", "--version", default="1.4",
+                   help="official model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (see --model)")
+    p.add_argument("--model", default=None,
+                   help="a zoo name or a weights file (.pth/.safetensors); overrides -v")
+    p.add_argument("-s", "--upscale", type=float, default=2, help="final upsampling scale of the image")
+    p.add_argument("--bg_upsampler", "--bg-upsampler", default="realesrgan",
+                   help="background upsampler: realesrgan (as the official CLI: on GPU only, and only "
+                        "when its weights can be had; otherwise the background is resized), none, or a "
+                        "zoo name (realesrgan-x2plus, realesrgan-x4plus) or weights file, used on any device")
+    p.add_argument("--bg_tile", "--bg-tile", type=int, default=400,
+                   help="tile size for the background upsampler, 0 for no tiling")
+    p.add_argument("--suffix", default=None, help="suffix of the restored faces")
+    p.add_argument("--only_center_face", "--only-center-face", action="store_true",
+                   help="only restore the face nearest the centre")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned 512x512 faces")
+    p.add_argument("--ext", default="auto", choices=("auto", "jpg", "png"),
+                   help="output image extension; auto keeps the input's")
+    p.add_argument("-w", "--weight", type=float, default=0.5,
+                   help="blend of restored and input face: 0 = input, 1 = fully restored")
+    p.add_argument("--detector", default="auto",
+                   help="face detector: auto (RetinaFace if its weights are present, else the built-in "
+                        "MTCNN), mtcnn, retinaface-resnet50, retinaface-mobilenet0.25, or a weights file")
+    p.add_argument("--parser", default="parsenet",
+                   help="face parsing model for the paste mask (parsenet, none, or a file); "
+                        "none uses a soft square mask")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
+    p.add_argument("--seed", type=int, default=None,
+                   help="draw fresh StyleGAN noise from this seed (default: the model's stored noise, "
+                        "so results are reproducible)")
+    p.add_argument("--max-pixels", type=float, default=100e6,
+                   help="refuse images with more pixels than this (protects memory)")
+    p.add_argument("--max-output-pixels", type=float, default=400e6,
+                   help="refuse a result with more pixels than this (checked before the work)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="process only share I of N of the inputs (default: from RANK/WORLD_SIZE as torchrun "
+                        "sets them, or SLURM's task ids); writes OUT/summary-shardI-ofN.json")
+    p.add_argument("--skip-existing", "--resume", action="store_true",
+                   help="skip inputs whose results are already complete (restart a killed run with it); "
+                        "on by default when sharded")
+    p.add_argument("--no-download", action="store_true", help="never download model files")
+    p.add_argument("--verbose", action="store_true", help="show tracebacks for failures")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace):
+    """The run's options from the parsed flags (validated later, once, by the pipeline)."""
+    from ..pipeline.options import RestoreOptions, model_for_version
+
+    return RestoreOptions(
+        model=args.model or model_for_version(args.version), bg_upsampler=args.bg_upsampler,
+        bg_tile=args.bg_tile, detector=args.detector, parser=args.parser, device=args.device,
+        allow_download=not args.no_download, upscale=args.upscale, weight=args.weight,
+        only_center_face=args.only_center_face, aligned=args.aligned, seed=args.seed,
+        suffix=args.suffix, ext=args.ext, max_pixels=_count(args.max_pixels),
+        max_output_pixels=_count(args.max_output_pixels))
+
+
+def _count(value: float) -> float | int:
+    # 1e8 from the command line is a float; keep non-finite values for validation to name.
+    return int(value) if value == value and abs(value) != float("inf") else value
+
+
+def _local_device(device: str) -> str:
+    """One GPU per process: a bare ``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun/SLURM."""
+    import os
+
+    local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID"))
+    return f"cuda:{int(local)}" if device == "cuda" and local is not None else device
+
+
+def _note(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from ..io.images import list_images
+    from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, output_stems, run_batch
+    from ..pipeline.options import OptionsError
+    from ..pipeline.shard import (ShardSummary, already_complete, parse_shard, read_input_list,
+                                  shard_from_env, take_shard)
+
+    try:
+        options = options_from_args(args).validate()
+    except OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    inputs = Path(args.input)
+    if not inputs.exists():
+        print(f"error: input {inputs} does not exist", file=sys.stderr)
+        return 2
+    files = read_input_list(inputs) if inputs.suffix.lower() == ".txt" else list_images(inputs)
+    if not files:
+        print(f"error: no images found in {inputs}", file=sys.stderr)
+        return 2
+    try:
+        shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    except OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.output)
+    stems = output_stems(files, _note)  # over all inputs, so shards agree on names
+    if shard is not None:
+        files = take_shard(files, shard)
+        options = options.replace(device=_local_device(options.device))
+
+    def on_file(result: FileResult) -> None:
+        if result.error is not None:
+            tqdm.write(f"error: {result.error}", file=sys.stderr)
+            if args.verbose and result.exception is not None:
+                traceback.print_exception(result.exception)
+
+    def progress(items):
+        return tqdm(items, desc="restoring", unit="img", disable=len(files) < 2 or not sys.stderr.isatty())
+
+    share = len(files)
+    if args.skip_existing or shard is not None:
+        files = [f for f in files if not already_complete(f, out_dir, options, stems[f])]
+    skipped = share - len(files)
+    if skipped:
+        _note(f"{skipped} of {share} inputs already have complete results and are skipped")
+    try:
+        summary = run_batch(files, out_dir, options, on_note=_note, on_file=on_file, progress=progress,
+                            stems=stems)
+    except OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if shard is not None:
+        ShardSummary(shard=str(shard), inputs=share, skipped_complete=skipped, restored=summary.succeeded,
+                     faces=summary.faces, restored_files=[str(r.path) for r in summary.results if r.ok],
+                     failed=[{"file": str(p), "error": e} for p, e in summary.failures],
+                     interrupted=summary.interrupted, seconds=summary.seconds).write(out_dir, shard)
+        print(f"shard {shard}: {share} inputs, {skipped} already complete")
+    print(summary.report())
+    print(f"results in {out_dir}/" + "{" + ",".join(OUTPUT_FOLDERS) + "}")
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures else 0

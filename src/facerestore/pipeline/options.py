@@ -1,0 +1,146 @@
+"""Every setting of a restoration run, with its default, in one place, validated once.
+
+The CLI, the web service, video jobs and Python callers all fill a :class:`RestoreOptions`;
+:meth:`RestoreOptions.validate` runs before any model is loaded or any file is read, so a bad
+value fails the whole run at once with a message naming the option, instead of failing every
+file of a batch. Nothing below the CLI knows argparse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["OptionsError", "RestoreOptions", "model_for_version", "DEFAULT_MAX_PIXELS", "MAX_UPSCALE"]
+
+DEFAULT_MAX_PIXELS = 100_000_000
+# The pasted image is built in memory at full size; 16x is already 256 output pixels per input pixel.
+MAX_UPSCALE = 16.0
+OFFICIAL_VERSIONS = ("1", "1.2", "1.3", "1.4", "RestoreFormer")
+OutputExt = Literal["auto", "jpg", "png"]
+
+
+class OptionsError(ValueError):
+    """A setting that cannot work; ``option`` names it as the user spelled it (CLI flag or field)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(f"{option}: {message}")
+
+
+def model_for_version(version: str) -> str:
+    """The zoo name of an official ``-v`` value: ``1.4`` -> ``v1.4``, ``RestoreFormer`` as is."""
+    version = str(version).strip()
+    if version.lower() == "restoreformer":
+        return "RestoreFormer"
+    if version.lstrip("v") not in OFFICIAL_VERSIONS:
+        raise OptionsError("-v/--version", f"unknown version '{version}'; choose one of "
+                                           f"{', '.join(OFFICIAL_VERSIONS)} (or give --model)")
+    return version if version.startswith("v") else f"v{version}"
+
+
+@dataclass
+class RestoreOptions:
+    """Settings of a restoration run. Field names are the Python spellings of the CLI flags.
+
+    Models: ``model`` is a zoo name (``v1.4``), a weights file, or a loaded module;
+    ``bg_upsampler`` is ``None`` (Lanczos resize), ``"realesrgan"`` (the official behaviour:
+    Real-ESRGAN x2 on CUDA, a resize elsewhere), or a zoo name / file used on any device.
+    """
+
+    # models
+    model: Any = "v1.4"
+    bg_upsampler: Any = None
+    bg_tile: int = 400
+    detector: Any = "auto"
+    parser: Any = "parsenet"
+    device: str = "cpu"
+    allow_download: bool = True
+    # what to restore and how
+    upscale: float = 2.0
+    weight: float = 0.5
+    only_center_face: bool = False
+    aligned: bool = False
+    seed: int | None = None
+    batch_size: int | None = None
+    eye_dist_threshold: float = 5.0
+    keep_grey: bool = True
+    # outputs
+    suffix: str | None = None
+    ext: OutputExt = "auto"
+    save_faces: bool = True  # cropped_faces/, restored_faces/, cmp/ as the official layout
+    # limits: inputs are refused before decoding, outputs before any work
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_output_pixels: int = 4 * DEFAULT_MAX_PIXELS
+
+    def replace(self, **changes: Any) -> "RestoreOptions":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "RestoreOptions":
+        """Check every value; raise :class:`OptionsError` naming the first bad one. Returns self."""
+        _number("-s/--upscale", self.upscale, low=1.0, high=MAX_UPSCALE)
+        _number("-w/--weight", self.weight, low=0.0, high=1.0)
+        _integer("--bg_tile", self.bg_tile, low=0)
+        if 0 < self.bg_tile < 32:
+            raise OptionsError("--bg_tile", f"{self.bg_tile} is too small to tile with (use 0 for no "
+                                            "tiling, or 32 and more)")
+        _number("--max-pixels", self.max_pixels, low=1)
+        _number("--max-output-pixels", self.max_output_pixels, low=1)
+        _number("eye_dist_threshold", self.eye_dist_threshold, low=0.0)
+        if self.seed is not None:
+            _integer("--seed", self.seed, low=0)
+        if self.batch_size is not None:
+            _integer("batch_size", self.batch_size, low=1)
+        if self.ext not in ("auto", "jpg", "png"):
+            raise OptionsError("--ext", f"'{self.ext}' is not one of auto, jpg, png")
+        if self.suffix is not None and any(c in str(self.suffix) for c in "/\\\0"):
+            raise OptionsError("--suffix", "must not contain path separators")
+        _device("--device", self.device)
+        return self
+
+
+def _number(option: str, value: Any, *, low: float | None = None, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionsError(option, f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise OptionsError(option, f"must be a finite number, got {value}")
+    if low is not None and value < low or high is not None and value > high:
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise OptionsError(option, f"must be {bounds}, got {value:g}")
+
+
+def _integer(option: str, value: Any, *, low: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionsError(option, f"expected a whole number, got {value!r}")
+    _number(option, value, low=low)
+
+
+def _device(option: str, device: Any) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise OptionsError(option, f"'{device}' is not a device (cpu, cuda, cuda:1, mps): {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionsError(option, f"'{device}' asked for, but no CUDA GPU is available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise OptionsError(option, "'mps' asked for, but Apple's MPS backend is not available here")
+
+
+def check_output_folder(folder: Path) -> None:
+    """Fail before any work when the output folder cannot be created or written to."""
+    import os
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".facerestore-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OptionsError("-o/--output", f"cannot write to {folder} ({reason})") from None
+    if not os.access(folder, os.W_OK):
+        raise OptionsError("-o/--output", f"cannot write to {folder} (permission denied)")

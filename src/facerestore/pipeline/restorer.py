@@ -1,0 +1,316 @@
+"""Whole-photo face restoration: detect → align → restore → blend → paste back.
+
+``Restorer`` is the library behind ``facerestore restore``; it does the job of the official
+``GFPGANer`` with the geometry of facexlib's ``FaceRestoreHelper``, and adds what users asked
+for: a ``weight`` that works, reproducible noise, batched faces, user-given landmarks, and
+grey / alpha / 16-bit images coming back as they went in.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..face import align
+from ..face.detectors import FaceDetector, load_detector
+from ..models.descriptor import Purpose
+from ..models.loading import load
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .options import RestoreOptions
+
+FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
+# Channels closer than this (in 8-bit levels) are one grey image stored as colour (a scanned
+# print saved as RGB JPEG); such photos come back grey like true single-channel ones.
+_GREY_TOLERANCE = 2
+
+
+def _as_bgr8(img: np.ndarray) -> np.ndarray:
+    """Any supported image → 3-channel BGR uint8 (what detectors and face networks take)."""
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def is_grey(img: np.ndarray) -> bool:
+    """True for single-channel images and for colour images whose channels are all (nearly) equal."""
+    if img.ndim == 2 or img.shape[2] == 1:
+        return True
+    tolerance = _GREY_TOLERANCE * (257 if img.dtype == np.uint16 else 1)
+    # absdiff in the image's own dtype: no full-size int32 copies of a large photo.
+    b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
+    return bool(cv2.absdiff(b, g).max() <= tolerance and cv2.absdiff(g, r).max() <= tolerance)
+
+
+def check_weight(weight: object) -> float:
+    """``weight`` as a float in [0, 1], or a ValueError that says what is wrong."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
+        raise ValueError(f"weight must be a number between 0 and 1, got {weight!r}")
+    if not 0 <= float(weight) <= 1:  # also refuses nan
+        raise ValueError(f"weight must be between 0 and 1, got {weight}")
+    return float(weight)
+
+
+def landmark_batch(landmarks: object) -> np.ndarray:
+    """User landmarks as ``(N, 5, 2)`` float32: one ``(5, 2)`` array (x, y per row, RetinaFace
+    order), a list of them, or an ``(N, 5, 2)`` array. Anything else is refused, never reshaped:
+    a transposed ``(2, 5)`` array or ten points in one array would give wrong crops silently."""
+    try:
+        points = np.asarray(landmarks, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"landmarks must be (5, 2) arrays of (x, y) points: {exc}") from None
+    if points.ndim == 2:
+        points = points[None]
+    if points.ndim != 3 or points.shape[1:] != (5, 2):
+        hint = " (transposed? give one (x, y) row per point)" if points.shape[-2:] == (2, 5) else ""
+        raise ValueError(f"landmarks must be (5, 2) per face — eyes, nose, mouth corners as (x, y) rows — "
+                         f"or (N, 5, 2); got shape {tuple(np.shape(landmarks))}{hint}")
+    if not np.isfinite(points).all():
+        raise ValueError("landmarks contain nan or inf")
+    return points
+
+
+def _check_image(img: np.ndarray) -> None:
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"expected a numpy image (as cv2.imread gives), got {type(img).__name__}")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected a uint8 or uint16 image, got {img.dtype}")
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3, 4))):
+        raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {img.shape}")
+    if min(img.shape[:2]) < 2:
+        raise ValueError(f"image too small: {img.shape[1]}×{img.shape[0]}")
+
+
+class Restorer:
+    """Restores every face of a photo and pastes it back into an upscaled background.
+
+    Args:
+        model: the face network: a zoo name (``v1``, ``v1.2``, ``v1.3``, ``v1.4``,
+            ``RestoreFormer``), a weights file, or a loaded module.
+        upscale: scale of the output image relative to the input (any float ≥ 1).
+        bg_upsampler: ``None`` for a Lanczos resize of the background, or a Real-ESRGAN model
+            (zoo name such as ``realesrgan-x2plus``, weights file, loaded module, or an
+            :class:`~facerestore.pipeline.upsampler.Upsampler`).
+        bg_tile: tile size for the background upsampler (0 = whole image at once).
+        detector: ``auto`` (RetinaFace if its weights are present, else the built-in MTCNN),
+            ``mtcnn``, ``retinaface-resnet50``, ``retinaface-mobilenet0.25``, a file or a module.
+        parser: ``parsenet`` (zoo name), a weights file or module for the ParseNet face mask
+            used when pasting, or ``None`` for the soft square mask. If the default ParseNet
+            weights are unavailable the square mask is used, with a warning.
+        device: torch device for every network.
+        seed: ``None`` uses the model's stored StyleGAN noise (deterministic, the default);
+            an integer draws fresh noise from that seed, the same for every call.
+        batch_size: faces restored per network call; by default 4 on CUDA and 1 on CPU, where
+            batching measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
+        eye_dist_threshold: faces whose eyes are closer than this (pixels) are skipped.
+        keep_grey: grey input comes back grey (set False to keep the network's colours).
+        allow_download: fetch missing zoo weights on first use.
+    """
+
+    def __init__(self, model: str | Path | nn.Module = "v1.4", upscale: float = 2,
+                 bg_upsampler: str | Path | nn.Module | None = None, bg_tile: int = 400,
+                 detector: str | Path | nn.Module | FaceDetector = "auto",
+                 parser: str | Path | nn.Module | None = "parsenet", device: str | torch.device = "cpu", *,
+                 seed: int | None = None, batch_size: int | None = None, eye_dist_threshold: float = 5,
+                 keep_grey: bool = True, allow_download: bool = True) -> None:
+        if upscale < 1:
+            raise ValueError(f"upscale must be >= 1, got {upscale}")
+        self.device = torch.device(device)
+        self.upscale = upscale
+        self.seed = seed
+        if batch_size is None:
+            batch_size = 4 if self.device.type == "cuda" else 1
+        self.batch_size = max(1, int(batch_size))
+        self.eye_dist_threshold = eye_dist_threshold
+        self.keep_grey = keep_grey
+        face = load(model, self.device, allow_download=allow_download, purpose=Purpose.FACE_RESTORATION,
+                    role="the face model (--model)")
+        self.net, self.descriptor = face.model, face.descriptor
+        self.face_size = face.descriptor.input_size or FACE_SIZE
+        self.detector = (detector if hasattr(detector, "detect") and not isinstance(detector, nn.Module)
+                         else load_detector(detector, self.device, allow_download=allow_download))
+        self.parser = self._load_parser(parser, allow_download)
+        self.upsampler = self._load_upsampler(bg_upsampler, bg_tile, allow_download)
+
+    @classmethod
+    def from_options(cls, options: "RestoreOptions") -> "Restorer":
+        """The Restorer a run's options describe (validated first). Notes about choices made
+        (a background resized instead of upsampled, a missing ParseNet) are issued as warnings."""
+        options.validate()
+        model = options.model
+        return cls(model=model, upscale=options.upscale,
+                   bg_upsampler=resolve_bg_upsampler(options.bg_upsampler, options.device,
+                                                     options.allow_download),
+                   bg_tile=options.bg_tile, detector=options.detector, parser=options.parser,
+                   device=options.device, seed=options.seed, batch_size=options.batch_size,
+                   eye_dist_threshold=options.eye_dist_threshold, keep_grey=options.keep_grey,
+                   allow_download=options.allow_download)
+
+    def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
+        if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
+            return None
+        from ..models.zoo import ModelUnavailableError
+
+        try:
+            return load(parser, self.device, allow_download=allow_download, purpose=Purpose.FACE_PARSING,
+                        role="the face parser (--parser)").model
+        except ModelUnavailableError as exc:
+            if not (isinstance(parser, str) and parser.lower() == "parsenet"):
+                raise
+            warnings.warn("faces are pasted with the soft square mask because the ParseNet weights are "
+                          "unavailable: " + " ".join(str(exc).split("\n")), stacklevel=3)
+            return None
+
+    def _load_upsampler(self, bg_upsampler, bg_tile: int, allow_download: bool):
+        from .upsampler import Upsampler
+
+        if bg_upsampler is None or isinstance(bg_upsampler, Upsampler):
+            return bg_upsampler
+        if isinstance(bg_upsampler, str) and bg_upsampler.lower() == "none":
+            return None
+        net = load(bg_upsampler, self.device, allow_download=allow_download, purpose=Purpose.UPSCALING,
+                   role="the background upsampler (--bg_upsampler)").model
+        # The default tile_pad (24) keeps tiles within 1 grey level of the untiled result;
+        # the official 10 leaves visible seams.
+        return Upsampler(net, tile=bg_tile, device=self.device)
+
+    # ------------------------------------------------------------------ the steps
+
+    def detect_landmarks(self, img_bgr8: np.ndarray, only_center_face: bool = False) -> np.ndarray:
+        """``(N, 5, 2)`` landmarks of the faces to restore, as the official helper selects them."""
+        dets = self.detector.detect(img_bgr8)
+        dets = align.select_faces(dets, img_bgr8.shape, eye_dist_threshold=self.eye_dist_threshold,
+                                  only_center_face=only_center_face)
+        return align.landmarks_from_detections(dets)
+
+    @torch.inference_mode()
+    def restore_faces(self, faces: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Aligned 512×512 BGR uint8 faces → restored BGR uint8 faces, in batches."""
+        restored: list[np.ndarray] = []
+        for start in range(0, len(faces), self.batch_size):
+            # Divide in float64 before going to float32, as the official img2tensor does: the
+            # float32 quotient differs in the last bit for some levels, enough to flip a rounding.
+            chunk = (np.stack(faces[start:start + self.batch_size]) / 255.0).astype(np.float32)
+            # Contiguous NCHW: a channels-last input sends convolutions down another oneDNN path
+            # whose sums differ in the last bits from the official ones.
+            x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).contiguous().to(self.device)
+            x = (x - 0.5) / 0.5
+            y = self._forward(x).float().clamp_(-1, 1)
+            y = ((y + 1) / 2 * 255.0).round().permute(0, 2, 3, 1).cpu().numpy()[..., ::-1]  # (B,H,W,3) BGR
+            restored.extend(np.ascontiguousarray(face).astype(np.uint8) for face in y)
+        return restored
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.descriptor.takes_noise:  # RestoreFormer: no noise inputs
+            return self.net(x)[0]
+        if self.seed is None:
+            return self.net(x, return_rgb=False, randomize_noise=False)[0]
+        # Fresh noise, reproducibly, without touching the caller's global RNG state.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            return self.net(x, return_rgb=False, randomize_noise=True)[0]
+
+    @staticmethod
+    def blend(restored: np.ndarray, original: np.ndarray, weight: float) -> np.ndarray:
+        """``weight`` · restored + (1 − ``weight``) · original, rounded to uint8."""
+        if weight >= 1:
+            return restored
+        if weight <= 0:
+            return original.copy()
+        mixed = weight * restored.astype(np.float32) + (1 - weight) * original.astype(np.float32)
+        return np.clip(mixed.round(), 0, 255).astype(np.uint8)
+
+    # ------------------------------------------------------------------ the whole photo
+
+    def enhance(self, img: np.ndarray, has_aligned: bool = False, only_center_face: bool = False,
+                paste_back: bool = True, weight: float = 0.5,
+                landmarks: Sequence[np.ndarray] | None = None,
+                ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+        """Restore the faces of one image (BGR as OpenCV reads it; grey, BGRA and 16-bit too).
+
+        Returns ``(cropped_faces, restored_faces, restored_img)`` like ``GFPGANer.enhance``:
+        the aligned 512×512 input faces, the restored faces (BGR uint8), and the whole image
+        at ``upscale`` with the faces pasted back, in the input's kind (grey stays grey, alpha
+        is kept and upscaled, 16-bit stays 16-bit); ``None`` when ``has_aligned`` or not
+        ``paste_back``. ``weight`` blends each restored face with its input face (0 = input,
+        1 = fully restored, the official output). ``landmarks``: a list of 5×2 arrays in
+        RetinaFace order; when given, detection is skipped.
+        """
+        _check_image(img)
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]  # one grey layout from here on
+        weight = check_weight(weight)
+        bgr8 = _as_bgr8(img)
+        if has_aligned:
+            # The official path: any aligned face is brought to the network's size.
+            size = self.face_size
+            cropped = [cv2.resize(bgr8, (size, size), interpolation=cv2.INTER_LINEAR)]
+            restored = [self.blend(r, c, weight) for r, c in zip(self.restore_faces(cropped), cropped)]
+            return cropped, restored, None
+
+        if landmarks is None:
+            points = self.detect_landmarks(bgr8, only_center_face)
+        else:
+            points = landmark_batch(landmarks)
+        # Crops come from the full-precision image (16-bit data keeps its precision until the net).
+        source = align.prepare_input(img)
+        crops, affines = align.align_faces(source, list(points), self.face_size)
+        cropped = [np.clip(np.round(c), 0, 255).astype(np.uint8) if c.dtype != np.uint8 else c for c in crops]
+        restored = [self.blend(r, c, weight) for r, c in zip(self.restore_faces(cropped), cropped)]
+        if not paste_back:
+            return cropped, restored, None
+        return cropped, restored, self.paste_back(img, restored, affines)
+
+    def paste_back(self, img: np.ndarray, restored: Sequence[np.ndarray],
+                   affines: Sequence[np.ndarray]) -> np.ndarray:
+        """Upscale the background and blend the restored faces into it, keeping the image's kind."""
+        height, width = img.shape[:2]
+        out_size = align.upscaled_size(height, width, self.upscale)
+        if self.upsampler is not None:
+            background = self.upsampler.enhance(img, outscale=self.upscale)
+        else:
+            background = img  # paste_faces resizes it with Lanczos, as the official helper does
+        masks = None
+        if self.parser is not None:
+            masks = [align.parse_face_mask(self.parser, face, self.device) for face in restored]
+        inverse = [align.inverse_affine(a, self.upscale) for a in affines]
+        out = align.paste_faces(background, list(restored), inverse, self.upscale, masks, out_size)
+        if self.keep_grey and is_grey(img):
+            grey = cv2.cvtColor(np.ascontiguousarray(out[:, :, :3]), cv2.COLOR_BGR2GRAY)
+            if img.ndim == 2:
+                return grey
+            out = out.copy()
+            out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
+        return out
+
+
+def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool) -> object:
+    """What a background-upsampler option means. ``"realesrgan"`` behaves as the official CLI
+    (Real-ESRGAN x2 on CUDA only, and only when its weights can be had; a Lanczos resize
+    otherwise, with a warning); ``None``/``"none"`` resizes; a zoo name, file or module is used as
+    given on any device."""
+    if choice is None or (isinstance(choice, str) and choice.lower() == "none"):
+        return None
+    if not (isinstance(choice, str) and choice.lower() == "realesrgan"):
+        return choice
+    if torch.device(device).type != "cuda":
+        warnings.warn("Real-ESRGAN is slow on CPU, so the background is resized instead "
+                      "(ask for it anyway with --bg_upsampler realesrgan-x2plus)", stacklevel=2)
+        return None
+    from ..models import zoo
+
+    entry = zoo.find_entry("realesrgan-x2plus")
+    try:
+        zoo.ensure_model_file(entry, allow_download=allow_download)
+    except zoo.ModelUnavailableError as exc:
+        warnings.warn(f"background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}", stacklevel=2)
+        return None
+    return entry.name  # by name, so loading checks it holds the zoo's architecture
