@@ -87,7 +87,7 @@ MODELS: tuple[ModelEntry, ...] = (
     # training-only files (facerestore train)
     ModelEntry("stylegan2-512", "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
-               "StyleGAN2Generator", {"out_size": 512, "channel_multiplier": 1},
+               "StyleGAN2Generator",
                description="StyleGAN2 prior: initialises the GFPGANv1 decoder for training"),
     ModelEntry("ffhq-components", "FFHQ_eye_mouth_landmarks_512.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
