@@ -17,6 +17,7 @@ COMMANDS = {
     "models": "facerestore.cli.models",
     "convert": "facerestore.cli.convert",
     "summarize": "facerestore.cli.summarize",
+    "train": "facerestore.cli.train",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 
