@@ -8,6 +8,7 @@ Many nodes:    torchrun --nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endp
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"done: iteration {summary['iter']}, checkpoints in {summary['root'] / 'models'}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"done: iteration {summary['iter']}, checkpoints in {summary['root'] / 'models'}")
     return 0

@@ -122,6 +122,16 @@ def average_gradients(net: nn.Module, dist: DistInfo) -> None:
         offset += g.numel()
 
 
+def weights_spread(net: nn.Module, dist: DistInfo) -> float:
+    """Largest difference between this process's weights and rank 0's, over all processes."""
+    flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    ref = flat.clone()
+    torch.distributed.broadcast(ref, 0)
+    diff = (flat - ref).abs().max().reshape(1)
+    torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+    return float(diff)
+
+
 def broadcast_module(net: nn.Module, dist: DistInfo) -> None:
     """Make every process start from rank 0's weights (what DDP does when it wraps a model)."""
     if dist.enabled:
@@ -772,6 +782,8 @@ def run_training(cfg: TrainConfig, auto_resume: bool = False, launcher: str = "a
                     logger.scalars(it, {"metrics/psnr": value})
                 if it >= total:
                     break
+        if dist.enabled:
+            logger.info(f"processes in sync: max weight difference {weights_spread(trainer.net_g, dist):.3g}")
         if dist.is_main:
             trainer.save(root, "latest", epoch)
             if it % save_every:
