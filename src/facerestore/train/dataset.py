@@ -352,5 +352,6 @@ class PairedImageDataset(Dataset):
 
 
 def save_component_file(boxes: dict[str, dict[str, Sequence[float]]], path: str | Path) -> None:
-    """Write boxes in the official landmark-file layout (used by tests and data preparation)."""
-    torch.save({k: {p: [float(x) for x in v] for p, v in d.items()} for k, d in boxes.items()}, path)
+    """Write boxes in the official landmark-file layout (numpy float64 values, as the official
+    scripts/parse_landmark.py writes them and as the official dataset's arithmetic expects)."""
+    torch.save({k: {p: [np.float64(x) for x in v] for p, v in d.items()} for k, d in boxes.items()}, path)
