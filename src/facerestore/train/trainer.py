@@ -552,7 +552,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def resolve_file(path: str | None) -> Path:
     """A pretrained file from the options: the path as written, else the same release file in the
     zoo cache or the official folders."""
-    from .. import zoo
+    from ..models import zoo
     p = Path(path)
     if p.is_file():
         return p
@@ -564,7 +564,7 @@ def resolve_file(path: str | None) -> Path:
 
 
 def resolve_vgg19(cfg: TrainConfig) -> Path:
-    from .. import zoo
+    from ..models import zoo
     if cfg.path.pretrain_vgg19:
         return resolve_file(cfg.path.pretrain_vgg19)
     found = zoo.locate(zoo.find_entry("vgg19"))
@@ -575,7 +575,7 @@ def resolve_vgg19(cfg: TrainConfig) -> Path:
 
 def missing_files(cfg: TrainConfig) -> list[str]:
     """Every file the options need that is not on disk, each with where to put it and where to get it."""
-    from .. import zoo
+    from ..models import zoo
     problems: list[str] = []
 
     def need(what: str, path: str | None, zoo_name: str | None, random_key: str | None = None) -> None:
