@@ -183,3 +183,21 @@ def test_official_optimizer_quirks_decoder_init_and_fine_tuning(tmp_path):
     t3 = GFPGANTrainer(config_from_dict(opt))
     assert all(torch.equal(v, ema[k]) for k, v in t3.net_g.state_dict().items())
     assert all(torch.equal(v, ema[k]) for k, v in t3.net_g_ema.state_dict().items())
+
+
+@pytest.mark.parametrize("arch", ["GFPGANv1Clean", "GFPGANBilinear"])
+def test_other_generators_train(tmp_path, arch):
+    """The v1.2 route trains GFPGANBilinear (then `facerestore convert`); v1.3/v1.4 are GFPGANv1Clean."""
+    opt = tiny_opt(tmp_path, cheap=True)
+    opt["network_g"]["type"] = arch
+    opt["network_g"].pop("resample_kernel")
+    if arch == "GFPGANv1Clean":
+        opt["network_g"].pop("lr_mlp")
+    t = GFPGANTrainer(config_from_dict(opt), load_pretrained=False)
+    from facerestore.train.dataset import FFHQDegradationDataset
+    data = torch.utils.data.default_collate([FFHQDegradationDataset(t.cfg.train_data)[(i, i)] for i in range(2)])
+    before = copy.deepcopy(t.net_g.state_dict())
+    losses = t.train_step(data, 2)
+    assert "l_d_r1" in losses and all(np.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(before[k], v) for k, v in t.net_g.state_dict().items())
+    assert type(t.net_g).__name__ == arch

@@ -173,7 +173,7 @@ class GFPGANTrainer:
             self._load_decoder(self.net_g)
             if paths.pretrain_network_g:
                 self.net_g.load_state_dict(read_weights(paths.pretrain_network_g, paths.param_key_g),
-                                           strict=paths.strict_load_g is not False)
+                                           strict=bool(paths.strict_load_g))
         self.net_d = build_network(cfg.network_d).to(self.device)
         if load_pretrained and paths.pretrain_network_d:
             self.net_d.load_state_dict(read_weights(paths.pretrain_network_d), strict=paths.strict_load_d)
@@ -181,7 +181,7 @@ class GFPGANTrainer:
         self.net_g_ema = copy.deepcopy(self.net_g).eval()
         if load_pretrained and paths.pretrain_network_g:
             self.net_g_ema.load_state_dict(read_weights(paths.pretrain_network_g, "params_ema"),
-                                           strict=paths.strict_load_g is not False)
+                                           strict=bool(paths.strict_load_g))
         self.net_g.train()
         self.net_d.train()
 
