@@ -218,7 +218,7 @@ def test_output_size_is_bounded_before_the_work(weights, tmp_path):
     photo = _photo(tmp_path / "p.png", size=(200, 160))
     options = _options(weights["clean512"], upscale=16, max_output_pixels=1_000_000)
     summary = batch.run_batch([photo], tmp_path / "out", options)
-    assert summary.failures and "over the limit" in summary.failures[0][1] and "-s" in summary.failures[0][1]
+    assert summary.failures and "over the output limit" in summary.failures[0][1]
     assert not (tmp_path / "out" / "restored_imgs").exists()
 
 
@@ -252,3 +252,18 @@ def test_a_front_end_without_argparse_restores_photos(shared_data, weights, tmp_
     src = cv2.imread(str(shared_data / "photos" / "00.jpg"))
     assert out.shape[:2] == (int(src.shape[0] * 1.5), int(src.shape[1] * 1.5))
     assert sum(len(r.outputs) for r in summary.results) == 7 * 3 + 3  # (crop, face, cmp) per face + images
+
+
+def test_oversized_result_is_refused_before_decoding(weights, tmp_path, monkeypatch):
+    photo = _photo(tmp_path / "p.png", size=(200, 160))
+    monkeypatch.setattr(batch, "read_image", lambda *a, **k: pytest.fail("decoded before the size check"))
+    summary = batch.run_batch([photo], tmp_path / "out", _options(weights["clean512"], upscale=16,
+                                                                  max_output_pixels=1_000_000))
+    assert "over the output limit" in summary.failures[0][1]
+
+
+def test_cli_names_a_link_loop_and_skipped_entries(weights, tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert cli.main(["restore", "-i", str(loop), "-o", str(tmp_path / "o"), "--model", str(weights["clean512"])]) == 2
+    assert "symbolic link loop" in capsys.readouterr().err

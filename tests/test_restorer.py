@@ -103,6 +103,44 @@ def test_weight_blends_restored_and_input_faces(blake):
     assert img_none.mean() > img_half.mean() > img_full.mean()
 
 
+def test_blend_follows_the_formula_at_an_asymmetric_weight():
+    """weight · restored + (1 − weight) · input: at 0.3 a swap of the two terms is visible (at 0,
+    0.5 and 1 it is not)."""
+    restored = np.full((4, 4, 3), 200, np.uint8)
+    original = np.full((4, 4, 3), 100, np.uint8)
+    assert (Restorer.blend(restored, original, 0.3) == 130).all()  # the swap gives 170
+    rng = np.random.default_rng(0)
+    restored = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    original = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    got = Restorer.blend(restored, original, 0.3)
+    exact = 0.3 * restored.astype(np.float64) + 0.7 * original.astype(np.float64)
+    # Rounded to the nearest level (a tie, 10% of these pairs, may go either way in float32).
+    assert got.dtype == np.uint8 and np.abs(got - exact).max() <= 0.5 + 1e-4
+
+
+def test_weight_03_restores_the_blend_of_weight_1_and_weight_0():
+    """End to end: the faces at weight 0.3 are 0.3 × the weight-1 faces + 0.7 × the weight-0 ones,
+    and the pasted image lies nearer the weight-0 image than the weight-1 one."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:160, 0:200]
+    img = np.stack([xx, yy, (xx + yy) // 2], axis=2).astype(np.float64)
+    img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    # A face in the middle: the FFHQ template at 1/4 scale, slightly rotated by the offsets.
+    from facerestore.face.align import FFHQ_TEMPLATE_512
+
+    face = (FFHQ_TEMPLATE_512 * 0.25 + [40, 20] + [[0, 0], [0, 2], [1, 1], [0, 1], [0, 3]]).astype(np.float32)
+    r = _restorer(ConstantFaceNet(0.6))  # a flat light face, unlike the input crop
+    crops, full, img_full = r.enhance(img, weight=1.0, landmarks=[face])
+    _, none, img_none = r.enhance(img, weight=0.0, landmarks=[face])
+    _, part, img_part = r.enhance(img, weight=0.3, landmarks=[face])
+    assert np.array_equal(none[0], crops[0])
+    exact = 0.3 * full[0].astype(np.float64) + 0.7 * none[0].astype(np.float64)
+    assert np.abs(part[0] - exact).max() <= 0.5 + 1e-4
+    to_none = np.abs(img_part.astype(int) - img_none.astype(int)).mean()
+    to_full = np.abs(img_part.astype(int) - img_full.astype(int)).mean()
+    assert 0 < to_none < to_full
+
+
 def test_given_landmarks_skip_detection_and_detection_path_matches(blake):
     with_landmarks = _restorer(IdentityFaceNet()).enhance(blake, landmarks=BLAKE_LANDMARKS)
     detected = _restorer(IdentityFaceNet(), detector=FixedDetector(BLAKE_LANDMARKS)).enhance(blake)

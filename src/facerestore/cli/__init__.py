@@ -17,6 +17,8 @@ COMMANDS = {
     "models": "facerestore.cli.models",
     "convert": "facerestore.cli.convert",
     "summarize": "facerestore.cli.summarize",
+    "serve": "facerestore.cli.serve",
+    "evaluate": "facerestore.cli.evaluate",
     "train": "facerestore.cli.train",
 }
 SUBCOMMANDS = tuple(COMMANDS)

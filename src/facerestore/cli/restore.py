@@ -99,7 +99,7 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..io.images import list_images
+    from ..io.images import ImageReadError, scan_inputs
     from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, output_stems, run_batch
     from ..pipeline.options import OptionsError
     from ..pipeline.shard import (ShardSummary, already_complete, parse_shard, read_input_list,
@@ -111,10 +111,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     inputs = Path(args.input)
-    if not inputs.exists():
-        print(f"error: input {inputs} does not exist", file=sys.stderr)
+    try:
+        if inputs.suffix.lower() == ".txt" and inputs.is_file():
+            files = read_input_list(inputs)
+        else:
+            scan = scan_inputs(inputs)
+            for path, reason in scan.skipped:
+                _note(f"skipped {path}: {reason}")
+            files = scan.files
+    except ImageReadError as exc:
+        print(f"error: input {exc}", file=sys.stderr)
         return 2
-    files = read_input_list(inputs) if inputs.suffix.lower() == ".txt" else list_images(inputs)
     if not files:
         print(f"error: no images found in {inputs}", file=sys.stderr)
         return 2

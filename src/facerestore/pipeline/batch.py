@@ -25,10 +25,13 @@ from ..io.images import (
     ImageReadError,
     ImageWriteError,
     LoadedImage,
+    OutputTooLargeError,
+    check_output_pixels,
     choose_output_ext,
     compose_output,
     encode_image,
     holds_alpha,
+    peek_size,
     read_image,
 )
 from .options import OptionsError, RestoreOptions
@@ -141,16 +144,12 @@ def _as_cv2_array(loaded: LoadedImage) -> np.ndarray:
     return np.dstack([loaded.pixels, loaded.alpha])
 
 
-def check_output_size(loaded: LoadedImage, options: RestoreOptions) -> None:
-    """Refuse a result that would be too large to build, before building it."""
+def check_output_size(path: Path, options: RestoreOptions) -> None:
+    """Refuse a result that would be too large to build, from the header, before decoding."""
     if options.aligned:
         return
-    pixels = loaded.width * loaded.height * options.upscale ** 2
-    if pixels > options.max_output_pixels:
-        out_w, out_h = int(loaded.width * options.upscale), int(loaded.height * options.upscale)
-        raise ImageReadError(loaded.path, f"the result would be {out_w}x{out_h} ({pixels / 1e6:.0f} MP), over "
-                                          f"the limit of {options.max_output_pixels / 1e6:.0f} MP; lower -s or "
-                                          f"raise --max-output-pixels")
+    width, height = peek_size(path)
+    check_output_pixels(width, height, options.upscale, options.max_output_pixels, path=path)
 
 
 def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *, stem: str | None = None,
@@ -159,9 +158,9 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
     file was written and earlier results under the same names are untouched."""
     start = time.perf_counter()
     result = FileResult(path)
+    check_output_size(path, options)
     loaded = read_image(path, max_pixels=int(options.max_pixels))
-    result.notes.extend(getattr(loaded, "notes", ()))
-    check_output_size(loaded, options)
+    result.notes.extend(loaded.notes)
     ext = choose_output_ext(loaded, None if options.ext == "auto" else options.ext)
     if loaded.alpha is not None and not holds_alpha(ext):
         # The user asked for a format without transparency (--ext jpg): keep the picture, say so.
@@ -243,7 +242,7 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         for path in (progress(files) if progress else files):
             try:
                 result = restore_file(restorer, path, out_dir, options, stem=stems[path], protected=protected)
-            except (ImageReadError, ImageWriteError) as exc:
+            except (ImageReadError, ImageWriteError, OutputTooLargeError) as exc:
                 result = FileResult(path, error=str(exc))
             except Exception as exc:  # one bad file must not stop the batch
                 result = FileResult(path, error=f"{path}: {type(exc).__name__}: {exc}", exception=exc)

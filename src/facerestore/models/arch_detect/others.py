@@ -7,7 +7,9 @@ family's checkpoint, and a checkpoint it claims loads with ``strict=True``.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from typing import Any
 
 import torch
@@ -26,9 +28,30 @@ def _count(sd: StateDict, pattern: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_weight_init():
+    """Skip ``torch.nn.init`` while building a shape-only module: on the meta device the init
+    functions cost ~3 s on first use (torch's decompositions load) and give nothing here. The
+    lock keeps concurrent loads (a web worker's threads) from restoring each other's patches."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
+    with _INIT_LOCK:
+        saved = {n: getattr(nn.init, n) for n in names}
+        try:
+            for n in names:
+                setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)
+            yield
+        finally:
+            for n, fn in saved.items():
+                setattr(nn.init, n, fn)
+
+
 def _conforms(module_class: type[nn.Module], kwargs: dict[str, Any], sd: StateDict) -> bool:
+    """Whether ``module_class(**kwargs)`` has exactly ``sd``'s names and shapes (built on meta)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _without_weight_init():
             expected = module_class(**kwargs).state_dict()
     except ValueError:  # arguments the module rejects (e.g. an unsupported scale)
         return False

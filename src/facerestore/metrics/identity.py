@@ -1,0 +1,115 @@
+"""Identity distance (the GFPGAN paper's "Deg"): the angle between ArcFace embeddings of the
+restored face and of the ground truth, as the authors' ``calculate_cos_dist.py`` computes it.
+
+Each image is read as grey by OpenCV (``imread(path, 0)``), resized to 128x128 bilinearly on
+uint8, mapped to (x − 127.5) / 127.5 and embedded by ArcFace ResNet-18 (``ResNetArcFace``: the
+zoo's ``arcface-resnet18``, or the authors' ``resnet18_110.pth`` from arcface-pytorch, which has
+the same layout). The angle is arccos(cosine) in degrees. Pairs under 1° are "almost identical"
+and are left out of the mean (and counted). One difference: the cosine is clipped to [−1, 1]
+(the authors' float32 cosine can exceed 1 and give NaN for identical images).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+IDENTICAL_BELOW_DEG = 1.0
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """An image file as OpenCV's grey decode (``cv2.imread(path, 0)``), any file name."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if img is None:
+        raise ValueError(f"{path}: cannot be decoded as an image")
+    return img
+
+
+def preprocess(gray: np.ndarray) -> np.ndarray:
+    """(1, 128, 128) float32 in [−1, 1] from a grey uint8 image."""
+    import cv2
+
+    if gray.dtype != np.uint8:
+        gray = np.clip(np.round(gray.astype(np.float64) / (257.0 if gray.dtype == np.uint16 else 1.0)), 0, 255).astype(np.uint8)
+    small = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return ((small - 127.5) / 127.5)[None]
+
+
+def angle_deg(e1: np.ndarray, e2: np.ndarray) -> float:
+    """The angle between two embeddings in degrees."""
+    a, b = np.asarray(e1, np.float64).ravel(), np.asarray(e2, np.float64).ravel()
+    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+@dataclass(frozen=True)
+class DegSummary:
+    mean: float          # mean angle over the pairs kept (NaN when none is kept)
+    kept: int            # pairs at or above the threshold
+    identical: int       # pairs under the threshold, left out as the authors do
+
+
+def summarize_angles(angles: Iterable[float], threshold: float = IDENTICAL_BELOW_DEG) -> DegSummary:
+    vals = list(angles)
+    kept = [a for a in vals if a >= threshold]
+    return DegSummary(float(np.mean(kept)) if kept else math.nan, len(kept), len(vals) - len(kept))
+
+
+def _load_arcface(model: object, allow_download: bool) -> "torch.nn.Module":  # noqa: F821
+    """The network: a module as given; a file or zoo name built as ArcFace ResNet-18 (the layout of
+    both GFPGAN's arcface_resnet18.pth and the authors' resnet18_110.pth) and loaded strictly, or,
+    when it holds another layout, through the general loader's detection."""
+    from torch import nn
+
+    from ..archs.arcface import ResNetArcFace
+    from ..models import zoo
+    from ..models.loading import canonicalize, errors_naming, load_model, read_checkpoint
+
+    if isinstance(model, nn.Module):
+        return model
+    path = Path(str(model)).expanduser()
+    if not path.is_file():
+        entry = zoo.find_entry(str(model))
+        if entry is None:
+            return load_model(str(model), allow_download=allow_download)  # names the known models
+        path = zoo.ensure_model_file(entry, allow_download=allow_download)
+    with errors_naming(path):
+        sd = canonicalize(read_checkpoint(path))
+    net = ResNetArcFace(block="IRBlock", layers=[2, 2, 2, 2], use_se=False)
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError:
+        return load_model(path, allow_download=allow_download)  # another depth or SE blocks
+    return net
+
+
+class IdentityScorer:
+    """ArcFace embeddings and angles. ``model``: a zoo name, a weights file, or a module."""
+
+    def __init__(self, model: object = "arcface-resnet18", device: str = "cpu", *, allow_download: bool = True) -> None:
+        import torch
+
+        from ..archs.arcface import ResNetArcFace
+
+        net = _load_arcface(model, allow_download).to(device)
+        if not isinstance(net, ResNetArcFace):
+            raise ValueError(f"the identity metric needs an ArcFace ResNet (ResNetArcFace), got {type(net).__name__}")
+        self.net = net.eval()
+        self.device = torch.device(device)
+
+    def embed(self, grays: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        batch = torch.from_numpy(np.stack([preprocess(g) for g in grays])).to(self.device)
+        with torch.no_grad():
+            return self.net(batch).float().cpu().numpy()
+
+    def angle(self, gray_restored: np.ndarray, gray_gt: np.ndarray) -> float:
+        e = self.embed([gray_gt, gray_restored])
+        return angle_deg(e[0], e[1])
