@@ -1,7 +1,7 @@
 """`facerestore train -c OPTIONS.yml`: GFPGAN training with the official option files.
 
 One process:   facerestore train -c configs/train_tiny.yml
-Many (DDP):    torchrun --nproc_per_node 4 -m facerestore train -c options/train_gfpgan_v1.yml
+Many (DDP):    torchrun --standalone --nproc_per_node 4 -m facerestore train -c options/train_gfpgan_v1.yml
 Many nodes:    torchrun --nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:29500
                         --nproc_per_node 8 -m facerestore train -c OPTIONS.yml
 """

@@ -589,8 +589,9 @@ def missing_files(cfg: TrainConfig) -> list[str]:
             return
         where = f"put it at {path}" if path else f"put it at {zoo.cached_path(entry)}"
         if entry is not None:
-            where += (f" (or {zoo.cached_path(entry)}); download {entry.url} "
-                      f"or run: facerestore models --download {entry.name}")
+            if path:
+                where += f" (or {zoo.cached_path(entry)})"
+            where += f"; download {entry.url} or run: facerestore models --download {entry.name}"
         hint = f"; or add '{random_key}' to random_init to train from random weights (toy runs only)" \
             if random_key else ""
         problems.append(f"{what}: {path or entry.filename} not found; {where}{hint}")
