@@ -11,6 +11,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from .restore_video import add_video_arguments, run_videos
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "restore", help="restore the faces in photos (the official inference_gfpgan.py flags work)",
@@ -18,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "Flags keep the spellings of the official inference_gfpgan.py.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-i", "--input", default="inputs/whole_imgs",
-                   help="an image, a folder of images, or a .txt file listing image paths (one per line)")
+                   help="an image or video, a folder of them, or a .txt file listing their paths (one per "
+                        "line); videos are recognised by content")
     p.add_argument("-o", "--output", default="results", help="output folder")
     p.add_argument("-v", "--version", default="1.4",
                    help="official model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (see --model)")
@@ -60,8 +64,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip inputs whose results are already complete (restart a killed run with it); "
                         "on by default when sharded")
     p.add_argument("--no-download", action="store_true", help="never download model files")
+    _add_control_flags(p)
     p.add_argument("--verbose", action="store_true", help="show tracebacks for failures")
+    add_video_arguments(p)
     p.set_defaults(func=run)
+
+
+def _add_control_flags(p: argparse.ArgumentParser) -> None:
+    """Colour match, identity score, detector settings and the JSON report (issue 10)."""
+    g = p.add_argument_group("control and trust")
+    g.add_argument("--color-match", "--colour-match", action="store_true",
+                   help="match each restored face's colours (Lab mean/std) to its input face, so skin "
+                        "tone stays that of the photo")
+    g.add_argument("--identity-model", default="auto",
+                   help="ArcFace network for identity scores: auto (arcface-resnet18 if on disk, never "
+                        "downloads), none, a zoo name or a weights file")
+    g.add_argument("--min-identity", type=float, default=None, metavar="X",
+                   help="keep the input face where the identity score (cosine, -1..1) falls below X")
+    g.add_argument("--identity-fallback", choices=("input", "lower"), default="input",
+                   help="with --min-identity: keep the input face, or use the highest lower weight "
+                        "(3/4, 1/2, 1/4 of -w) that reaches X")
+    g.add_argument("--det-threshold", type=float, default=None, metavar="SCORE",
+                   help="detector score a face needs, 0..1 (default: the detector's own, 0.97)")
+    g.add_argument("--min-face", type=int, default=None, metavar="PIXELS",
+                   help="skip faces whose detected box is smaller than this (shorter side)")
+    g.add_argument("--no-landmark-check", dest="landmark_check", action="store_false",
+                   help="restore every detection, even ones whose landmarks cannot be a face")
+    g.add_argument("--report", default=None, metavar="FILE.json",
+                   help="write a JSON record of the run: per face box, score, landmarks, identity, "
+                        "weight and outputs; options, versions and model hashes (docs/report-schema.json)")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -74,7 +105,10 @@ def options_from_args(args: argparse.Namespace):
         allow_download=not args.no_download, upscale=args.upscale, weight=args.weight,
         only_center_face=args.only_center_face, aligned=args.aligned, seed=args.seed,
         suffix=args.suffix, ext=args.ext, max_pixels=_count(args.max_pixels),
-        max_output_pixels=_count(args.max_output_pixels))
+        max_output_pixels=_count(args.max_output_pixels), color_match=args.color_match,
+        identity_model=args.identity_model, min_identity=args.min_identity,
+        identity_fallback=args.identity_fallback, det_threshold=args.det_threshold, min_face=args.min_face,
+        landmark_check=args.landmark_check, report=Path(args.report) if args.report else None)
 
 
 def _count(value: float) -> float | int:
@@ -100,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ..io.images import ImageReadError, scan_inputs
+    from ..io.video import folder_videos, split_videos
     from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, output_stems, run_batch
     from ..pipeline.options import OptionsError
     from ..pipeline.shard import (ShardSummary, already_complete, parse_shard, read_input_list,
@@ -118,12 +153,12 @@ def run(args: argparse.Namespace) -> int:
             scan = scan_inputs(inputs)
             for path, reason in scan.skipped:
                 _note(f"skipped {path}: {reason}")
-            files = scan.files
+            files = scan.files + folder_videos(inputs)  # videos: by content, whatever their names
     except ImageReadError as exc:
         print(f"error: input {exc}", file=sys.stderr)
         return 2
     if not files:
-        print(f"error: no images found in {inputs}", file=sys.stderr)
+        print(f"error: no images or videos found in {inputs}", file=sys.stderr)
         return 2
     try:
         shard = parse_shard(args.shard) if args.shard else shard_from_env()
@@ -135,6 +170,16 @@ def run(args: argparse.Namespace) -> int:
     if shard is not None:
         files = take_shard(files, shard)
         options = options.replace(device=_local_device(options.device))
+        if options.report is not None:  # one report per shard, not one file written by all
+            report = options.report
+            options = options.replace(report=report.with_name(f"{report.stem}.shard{shard.index}-of{shard.count}"
+                                                              f"{report.suffix or '.json'}"))
+    files, videos = split_videos(files)
+    restorer, video_status = None, 0
+    if videos:  # videos first (cli/restore_video.py); the photos then reuse its loaded models
+        restorer, video_status = run_videos(args, options, videos, out_dir, _note, stems)
+        if not files or video_status in (2, 130):
+            return video_status
 
     def on_file(result: FileResult) -> None:
         if result.error is not None:
@@ -152,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         _note(f"{skipped} of {share} inputs already have complete results and are skipped")
     try:
-        summary = run_batch(files, out_dir, options, on_note=_note, on_file=on_file, progress=progress,
-                            stems=stems)
+        summary = run_batch(files, out_dir, options, restorer=restorer, on_note=_note, on_file=on_file,
+                            progress=progress, stems=stems)
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -165,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"shard {shard}: {share} inputs, {skipped} already complete")
     print(summary.report())
     print(f"results in {out_dir}/" + "{" + ",".join(OUTPUT_FOLDERS) + "}")
+    if options.report is not None:
+        if summary.report_path is None:
+            return 1  # the note said why
+        print(f"report in {summary.report_path}")
     if summary.interrupted:
         return 130
-    return 1 if summary.failures else 0
+    return max(video_status, 1 if summary.failures else 0)

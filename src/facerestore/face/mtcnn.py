@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from facerestore.archs.mtcnn import MTCNN
 from facerestore.face.nms import nms
+from facerestore.face.sanity import drop_small
 
 WEIGHTS_FILE = "mtcnn.npz"
 
@@ -81,28 +82,38 @@ class MTCNNDetector:
     """MTCNN face detector returning RetinaFace-style rows (box, score, 5 landmarks).
 
     min_face_size: smallest face (px) the pyramid looks for; thresholds: P/R/O-Net score cut-offs;
-    factor: scale step of the image pyramid.
+    factor: scale step of the image pyramid; conf_threshold: the final score a face needs (the
+    default of :meth:`detect`); min_face: faces whose box's shorter side is below this many pixels
+    are dropped (0: none), and the pyramid starts there unless ``min_face_size`` is given.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", min_face_size: int = 20,
+    def __init__(self, device: str | torch.device = "cpu", min_face_size: int | None = None,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 factor: float = 0.709) -> None:
+                 factor: float = 0.709, *, conf_threshold: float = 0.97, min_face: int = 0) -> None:
         self.device = torch.device(device)
+        if min_face_size is None:
+            # A larger minimum face means a shorter pyramid (faster); a smaller one, a longer one.
+            min_face_size = max(int(min_face), 8) if min_face else 20
         self.min_face_size = min_face_size
         self.thresholds = thresholds
         self.factor = factor
+        self.conf_threshold = conf_threshold
+        self.min_face = min_face
+        self.source = str(resources.files("facerestore") / "data" / WEIGHTS_FILE)
         self.nets = MTCNN()
         self.nets.load_state_dict(mtcnn_state_dict(), strict=True)
         self.nets.eval().to(self.device)
 
     @torch.inference_mode()
-    def detect(self, img: np.ndarray, conf_threshold: float = 0.97) -> np.ndarray:
+    def detect(self, img: np.ndarray, conf_threshold: float | None = None) -> np.ndarray:
         """Detect faces in a BGR uint8 image (H, W, 3) as cv2.imread gives it.
 
         Returns float32 (N, 15), best score first: x1, y1, x2, y2, score, then (x, y) of the
         image-left eye, image-right eye, nose tip, mouth left, mouth right. Only faces whose
-        O-Net score is >= conf_threshold are kept.
+        O-Net score is >= conf_threshold (default: the detector's, 0.97) are kept.
         """
+        if conf_threshold is None:
+            conf_threshold = self.conf_threshold
         if img.ndim == 2:
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         if img.ndim != 3 or img.shape[2] not in (3, 4):
@@ -117,7 +128,7 @@ class MTCNNDetector:
             return np.zeros((0, 15), np.float32)
         faces = self._output(x, boxes)
         faces = faces[faces[:, 4] >= conf_threshold]
-        return faces.cpu().numpy().astype(np.float32)
+        return drop_small(faces.cpu().numpy().astype(np.float32), self.min_face)
 
     def _scales(self, h: int, w: int) -> list[float]:
         """Pyramid scales: a min_face_size face maps to P-Net's 12 px window, down to 12 px total."""
@@ -168,7 +179,8 @@ class MTCNNDetector:
         crops, valid = _crops(x, boxes, 48)
         prob, offsets, marks = self.nets.onet(crops)
         boxes = boxes[valid]
-        keep = prob > self.thresholds[2]
+        # A --det-threshold below O-Net's own cut-off lowers it too, so it can find more faces.
+        keep = prob > min(self.thresholds[2], self.conf_threshold)
         boxes, offsets, marks = boxes[keep, :4], offsets[keep], marks[keep]
         # Landmarks are fractions of the (inclusive) crop, which starts at (x1 - 1, y1 - 1).
         size = boxes[:, 2:4] - boxes[:, 0:2] + 1  # (N, 2) as (w, h)

@@ -16,6 +16,7 @@ import torch
 
 from facerestore.archs.retinaface import RetinaFace
 from facerestore.face.nms import nms
+from facerestore.face.sanity import drop_small
 
 # Anchor layout and box coding shared by both released networks (facexlib's cfg_mnet / cfg_re50).
 MIN_SIZES: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))  # pixels, per level
@@ -102,21 +103,29 @@ def resize_factor(height: int, width: int, target_size: int = TARGET_SIZE, max_s
 class RetinaFaceDetector:
     """Runs a :class:`RetinaFace` network on BGR images like facexlib's ``detect_faces``.
 
-    The network is moved to ``device`` and put in eval mode.
+    The network is moved to ``device`` and put in eval mode. ``conf_threshold`` is the score a
+    face needs by default; faces whose box's shorter side is under ``min_face`` pixels are dropped.
     """
 
-    def __init__(self, net: RetinaFace, device: str | torch.device = "cpu") -> None:
+    def __init__(self, net: RetinaFace, device: str | torch.device = "cpu", *, conf_threshold: float = 0.97,
+                 min_face: int = 0, source: str = "module") -> None:
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
+        self.conf_threshold = conf_threshold
+        self.min_face = min_face
+        self.source = source
 
     @torch.no_grad()
-    def detect(self, img: np.ndarray, conf_threshold: float = 0.97, nms_threshold: float = 0.4,
+    def detect(self, img: np.ndarray, conf_threshold: float | None = None, nms_threshold: float = 0.4,
                use_origin_size: bool = True) -> np.ndarray:
         """img (H, W, 3) BGR (uint8 or float) -> (N, 15) float32 detections, best first.
 
         ``use_origin_size=True`` (facexlib's default, and what FaceRestoreHelper uses) runs the
         network at the image's own size; False first rescales it by :func:`resize_factor`.
+        ``conf_threshold`` defaults to the detector's (0.97, facexlib's).
         """
+        if conf_threshold is None:
+            conf_threshold = self.conf_threshold
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) BGR image, got shape {img.shape}")
         image = img.astype(np.float32)
@@ -126,4 +135,5 @@ class RetinaFaceDetector:
         x = torch.from_numpy(image.transpose(2, 0, 1)).unsqueeze(0).to(self.device)  # (1, 3, H, W)
         x = x - torch.tensor(MEAN_BGR, device=self.device).view(1, 3, 1, 1)
         loc, conf, landmarks = self.net(x)
-        return postprocess(loc[0], conf[0], landmarks[0], image.shape[:2], resize, conf_threshold, nms_threshold)
+        dets = postprocess(loc[0], conf[0], landmarks[0], image.shape[:2], resize, conf_threshold, nms_threshold)
+        return drop_small(dets, self.min_face)

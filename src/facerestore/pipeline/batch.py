@@ -53,6 +53,12 @@ class FileResult:
     seconds: float = 0.0
     # An unexpected failure (not a bad input file): kept so a front-end can show its traceback.
     exception: BaseException | None = field(default=None, repr=False)
+    # What the report records: the input's size, and one record per restored face (box, score,
+    # landmarks, identity score, weight used, output paths), see pipeline/report.py.
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    face_records: list = field(default_factory=list)  # list[restorer.FaceRecord]
 
     @property
     def ok(self) -> bool:
@@ -65,6 +71,9 @@ class BatchSummary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)  # run-wide notes (models chosen, scores unavailable)
+    model_files: dict[str, str] = field(default_factory=dict)  # role -> weights file, for the report
+    report_path: Path | None = None  # where the JSON report was written, if asked (options.report)
 
     @property
     def succeeded(self) -> int:
@@ -89,6 +98,13 @@ class BatchSummary:
                  f"{len(self.failures)} failed, {self.seconds:.1f} s"]
         if self.no_face:
             lines.append(f"no face found in {len(self.no_face)}: " + ", ".join(p.name for p in self.no_face))
+        scored = [(rec.identity, r.path, rec.index) for r in self.results for rec in r.face_records
+                  if rec.identity is not None]
+        if scored:
+            low, path, index = min(scored)
+            lines.append(f"identity score (ArcFace cosine, input vs restored face): mean "
+                         f"{sum(s for s, _, _ in scored) / len(scored):.3f}, lowest {low:.3f} "
+                         f"({path.name} face {index})")
         return "\n".join(lines)
 
 
@@ -166,10 +182,24 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
         # The user asked for a format without transparency (--ext jpg): keep the picture, say so.
         result.notes.append(f"{path.name}: {ext} cannot store transparency, the alpha channel is dropped")
         loaded = dataclasses.replace(loaded, alpha=None)
-    cropped, restored, restored_img = restorer.enhance(
-        _as_cv2_array(loaded), has_aligned=options.aligned, only_center_face=options.only_center_face,
-        paste_back=True, weight=options.weight)
+    result.width, result.height = loaded.width, loaded.height
+    try:
+        result.size_bytes = path.stat().st_size
+    except OSError:
+        pass
+    args = dict(has_aligned=options.aligned, only_center_face=options.only_center_face, paste_back=True,
+                weight=options.weight)
+    if hasattr(restorer, "restore"):
+        restored_all = restorer.restore(_as_cv2_array(loaded), **args)
+        cropped, restored, restored_img = restored_all.cropped, restored_all.restored, restored_all.image
+        result.face_records = restored_all.faces
+        result.notes.extend(f"{path.name}: {message}" for message in restored_all.notes)
+    else:  # a duck-typed restorer with the official enhance() only
+        cropped, restored, restored_img = restorer.enhance(_as_cv2_array(loaded), **args)
     targets = output_paths(stem or path.stem, len(cropped), options, ext, out_dir)
+    if options.save_faces:
+        for record in result.face_records:
+            record.outputs = {kind: targets[kind][record.index] for kind in ("cropped_faces", "restored_faces", "cmp")}
     images: list[tuple[Path, np.ndarray]] = []
     if options.save_faces:
         for i, (crop, face) in enumerate(zip(cropped, restored)):
@@ -222,13 +252,18 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
     from .options import check_output_folder
     from .restorer import Restorer
 
-    note = on_note or (lambda message: None)
     options.validate()
+    summary = BatchSummary(files=len(files))
+
+    def note(message: str) -> None:
+        summary.notes.append(message)
+        if on_note is not None:
+            on_note(message)
+
     check_no_clash(files, out_dir)
     check_output_folder(out_dir)
     protected = {p.resolve() for p in files}
     stems = stems if stems is not None else output_stems(files, note)
-    summary = BatchSummary(files=len(files))
     if not files:
         return summary
     start = time.perf_counter()
@@ -238,6 +273,7 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
             restorer = Restorer.from_options(options)
         for warning in caught:
             note(str(warning.message))
+    summary.model_files = dict(getattr(restorer, "model_files", {}))
     try:
         for path in (progress(files) if progress else files):
             try:
@@ -247,11 +283,19 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
             except Exception as exc:  # one bad file must not stop the batch
                 result = FileResult(path, error=f"{path}: {type(exc).__name__}: {exc}", exception=exc)
             for message in result.notes:
-                note(message)
+                if on_note is not None:
+                    on_note(message)
             summary.results.append(result)
             if on_file is not None:
                 on_file(result)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.seconds = time.perf_counter() - start
+    if options.report is not None:
+        from .report import build_report, write_report
+
+        try:
+            summary.report_path = write_report(options.report, build_report(summary, options))
+        except OSError as exc:  # the images are written; say the record is not, and why
+            note(f"the report could not be written to {options.report}: {exc.strerror or exc}")
     return summary

@@ -67,6 +67,18 @@ class RestoreOptions:
     batch_size: int | None = None
     eye_dist_threshold: float = 5.0
     keep_grey: bool = True
+    # control and trust (issue 10)
+    color_match: bool = False  # match the restored face's Lab mean/std to the input face's
+    det_threshold: float | None = None  # detector score cut-off; None: the detector's own (0.97)
+    min_face: int | None = None  # drop faces whose box is smaller than this (pixels, shorter side)
+    landmark_check: bool = True  # drop detections whose five points cannot be a face
+    # None/"none": no identity scores (the default here: a web or video worker need not pay for
+    # them; the CLI asks for "auto"); "auto": ArcFace if its weights are already on disk (never
+    # downloads), else one note; a zoo name or file: that network (downloaded if allowed).
+    identity_model: Any = None
+    min_identity: float | None = None  # below this identity score the input face is kept
+    identity_fallback: Literal["input", "lower"] = "input"  # or the highest lower weight that passes
+    report: Path | None = None  # a JSON record of the run (see docs/report-schema.json)
     # outputs
     suffix: str | None = None
     ext: OutputExt = "auto"
@@ -97,8 +109,29 @@ class RestoreOptions:
             raise OptionsError("--ext", f"'{self.ext}' is not one of auto, jpg, png")
         if self.suffix is not None and any(c in str(self.suffix) for c in "/\\\0"):
             raise OptionsError("--suffix", "must not contain path separators")
+        from ..face.detectors import unknown_detector
+
+        if (problem := unknown_detector(self.detector)) is not None:
+            raise OptionsError("--detector", problem)
+        if self.det_threshold is not None:
+            _number("--det-threshold", self.det_threshold, low=0.0, high=1.0)
+        if self.min_face is not None:
+            _integer("--min-face", self.min_face, low=0)
+        if self.min_identity is not None:
+            _number("--min-identity", self.min_identity, low=-1.0, high=1.0)
+        if self.min_identity is not None and _is_off(self.identity_model):
+            raise OptionsError("--min-identity", "needs identity scores: set --identity-model (auto, a zoo "
+                                                 "name or a file)")
+        if self.identity_fallback not in ("input", "lower"):
+            raise OptionsError("--identity-fallback", f"'{self.identity_fallback}' is not one of input, lower")
+        if self.report is not None and Path(self.report).is_dir():
+            raise OptionsError("--report", f"{self.report} is a folder; give a file name such as report.json")
         _device("--device", self.device)
         return self
+
+
+def _is_off(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.lower() == "none")
 
 
 def _number(option: str, value: Any, *, low: float | None = None, high: float | None = None) -> None:

@@ -8,6 +8,7 @@ grey / alpha / 16-bit images coming back as they went in.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -18,10 +19,12 @@ from torch import nn
 
 from ..face import align
 from ..face.detectors import FaceDetector, load_detector
+from ..face.sanity import drop_small, split_plausible
 from ..models.descriptor import Purpose
 from ..models.loading import load
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .video import VideoSummary
     from .options import RestoreOptions
 
 FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
@@ -88,6 +91,47 @@ def _check_image(img: np.ndarray) -> None:
         raise ValueError(f"image too small: {img.shape[1]}×{img.shape[0]}")
 
 
+@dataclass
+class FaceRecord:
+    """What was done to one face, for reports and front-ends. Coordinates are input-image pixels.
+
+    ``box``/``score`` are the detector's (``None`` for user landmarks and aligned inputs);
+    ``identity`` is the cosine similarity of ArcFace embeddings of the input face and the face
+    as delivered (after colour match and blend), ``None`` without an identity model; ``weight``
+    is the blend weight actually used (lower than asked when ``min_identity`` stepped in).
+    """
+
+    index: int
+    box: list[float] | None = None
+    score: float | None = None
+    landmarks: list[list[float]] | None = None
+    identity: float | None = None
+    weight: float = 0.5
+    color_matched: bool = False
+    notes: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)  # filled by the batch: folder -> file
+
+
+@dataclass
+class RestoreResult:
+    """Everything :meth:`Restorer.restore` made of one image.
+
+    ``cropped``/``restored``/``image`` are what :meth:`Restorer.enhance` returns; ``faces`` has
+    one :class:`FaceRecord` per restored face, in the same order; ``notes`` says what was
+    dropped or changed (implausible detections, faces kept under ``min_identity``).
+    """
+
+    cropped: list[np.ndarray]
+    restored: list[np.ndarray]
+    image: np.ndarray | None
+    faces: list[FaceRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# Weights tried, as fractions of the asked one, when identity_fallback="lower"; 0 is the input face.
+_LOWER_WEIGHT_STEPS = (0.75, 0.5, 0.25, 0.0)
+
+
 class Restorer:
     """Restores every face of a photo and pastes it back into an upscaled background.
 
@@ -112,6 +156,18 @@ class Restorer:
         eye_dist_threshold: faces whose eyes are closer than this (pixels) are skipped.
         keep_grey: grey input comes back grey (set False to keep the network's colours).
         allow_download: fetch missing zoo weights on first use.
+        color_match: give each restored face the Lab mean/std of its input face (inside a face
+            ellipse) before the blend; off by default, which gives the official pixels.
+        identity: an ArcFace network for identity scores (zoo name ``arcface-resnet18``, a file,
+            a module), ``"auto"`` (ArcFace if its weights are on disk, else one warning), or
+            ``None`` (no scores, the default).
+        min_identity: faces whose identity score falls below this keep the input face
+            (``identity_fallback="input"``) or the highest lower weight that reaches it
+            (``"lower"``: 3/4, 1/2, 1/4 of ``weight``, then the input face).
+        det_threshold: the detector score a face needs (``None``: the detector's, 0.97).
+        min_face: faces whose box's shorter side is under this many pixels are skipped.
+        landmark_check: skip detections whose five landmarks cannot be a face (an eye detected
+            as a face), see :mod:`facerestore.face.sanity`; each one is named in the notes.
     """
 
     def __init__(self, model: str | Path | nn.Module = "v1.4", upscale: float = 2,
@@ -119,7 +175,10 @@ class Restorer:
                  detector: str | Path | nn.Module | FaceDetector = "auto",
                  parser: str | Path | nn.Module | None = "parsenet", device: str | torch.device = "cpu", *,
                  seed: int | None = None, batch_size: int | None = None, eye_dist_threshold: float = 5,
-                 keep_grey: bool = True, allow_download: bool = True) -> None:
+                 keep_grey: bool = True, allow_download: bool = True, color_match: bool = False,
+                 identity: str | Path | nn.Module | None = None, min_identity: float | None = None,
+                 identity_fallback: str = "input", det_threshold: float | None = None,
+                 min_face: int | None = None, landmark_check: bool = True) -> None:
         if upscale < 1:
             raise ValueError(f"upscale must be >= 1, got {upscale}")
         self.device = torch.device(device)
@@ -130,12 +189,30 @@ class Restorer:
         self.batch_size = max(1, int(batch_size))
         self.eye_dist_threshold = eye_dist_threshold
         self.keep_grey = keep_grey
+        self.color_match = bool(color_match)
+        self.det_threshold = det_threshold
+        self.min_face = min_face
+        self.landmark_check = landmark_check
+        if identity_fallback not in ("input", "lower"):
+            raise ValueError(f"identity_fallback must be 'input' or 'lower', got {identity_fallback!r}")
+        self.min_identity = min_identity
+        self.identity_fallback = identity_fallback
         face = load(model, self.device, allow_download=allow_download, purpose=Purpose.FACE_RESTORATION,
                     role="the face model (--model)")
         self.net, self.descriptor = face.model, face.descriptor
         self.face_size = face.descriptor.input_size or FACE_SIZE
+        self.model_files = {"model": face.source}
         self.detector = (detector if hasattr(detector, "detect") and not isinstance(detector, nn.Module)
-                         else load_detector(detector, self.device, allow_download=allow_download))
+                         else load_detector(detector, self.device, allow_download=allow_download,
+                                            conf_threshold=det_threshold, min_face=min_face))
+        self.model_files["detector"] = getattr(self.detector, "source", "module")
+        from .identity import load_identity_scorer
+
+        self.identity = load_identity_scorer(identity, self.device, allow_download=allow_download)
+        if self.identity is not None:
+            self.model_files["identity"] = self.identity.source
+        elif min_identity is not None:
+            warnings.warn("--min-identity is not applied: there are no identity scores", stacklevel=2)
         self.parser = self._load_parser(parser, allow_download)
         self.upsampler = self._load_upsampler(bg_upsampler, bg_tile, allow_download)
 
@@ -151,7 +228,10 @@ class Restorer:
                    bg_tile=options.bg_tile, detector=options.detector, parser=options.parser,
                    device=options.device, seed=options.seed, batch_size=options.batch_size,
                    eye_dist_threshold=options.eye_dist_threshold, keep_grey=options.keep_grey,
-                   allow_download=options.allow_download)
+                   allow_download=options.allow_download, color_match=options.color_match,
+                   identity=options.identity_model, min_identity=options.min_identity,
+                   identity_fallback=options.identity_fallback, det_threshold=options.det_threshold,
+                   min_face=options.min_face, landmark_check=options.landmark_check)
 
     def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
         if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
@@ -159,8 +239,10 @@ class Restorer:
         from ..models.zoo import ModelUnavailableError
 
         try:
-            return load(parser, self.device, allow_download=allow_download, purpose=Purpose.FACE_PARSING,
-                        role="the face parser (--parser)").model
+            loaded = load(parser, self.device, allow_download=allow_download, purpose=Purpose.FACE_PARSING,
+                          role="the face parser (--parser)")
+            self.model_files["parser"] = loaded.source
+            return loaded.model
         except ModelUnavailableError as exc:
             if not (isinstance(parser, str) and parser.lower() == "parsenet"):
                 raise
@@ -175,8 +257,10 @@ class Restorer:
             return bg_upsampler
         if isinstance(bg_upsampler, str) and bg_upsampler.lower() == "none":
             return None
-        net = load(bg_upsampler, self.device, allow_download=allow_download, purpose=Purpose.UPSCALING,
-                   role="the background upsampler (--bg_upsampler)").model
+        loaded = load(bg_upsampler, self.device, allow_download=allow_download, purpose=Purpose.UPSCALING,
+                      role="the background upsampler (--bg_upsampler)")
+        self.model_files["bg_upsampler"] = loaded.source
+        net = loaded.model
         # The default tile_pad (24) keeps tiles within 1 grey level of the untiled result;
         # the official 10 leaves visible seams.
         return Upsampler(net, tile=bg_tile, device=self.device)
@@ -185,10 +269,30 @@ class Restorer:
 
     def detect_landmarks(self, img_bgr8: np.ndarray, only_center_face: bool = False) -> np.ndarray:
         """``(N, 5, 2)`` landmarks of the faces to restore, as the official helper selects them."""
-        dets = self.detector.detect(img_bgr8)
+        return align.landmarks_from_detections(self.detect_faces(img_bgr8, only_center_face)[0])
+
+    def detect_faces(self, img_bgr8: np.ndarray, only_center_face: bool = False,
+                     ) -> tuple[np.ndarray, list[str]]:
+        """``(K, 15)`` detections of the faces to restore (box, score, landmarks) and notes on
+        the ones dropped as implausible. The score and size settings are applied here too, so
+        that they hold for any detector object, not only the built-in ones."""
+        if self.det_threshold is None:
+            dets = self.detector.detect(img_bgr8)
+        else:
+            dets = self.detector.detect(img_bgr8, conf_threshold=self.det_threshold)
+        dets = np.asarray(dets, np.float32).reshape(-1, 15)
+        if self.det_threshold is not None:
+            dets = dets[dets[:, 4] >= self.det_threshold]
+        dets = drop_small(dets, self.min_face)
+        notes = []
+        if self.landmark_check:
+            dets, dropped = split_plausible(dets)
+            for row, reason in dropped:
+                x1, y1, x2, y2 = (round(float(v)) for v in row[:4])
+                notes.append(f"skipped a detection at ({x1}, {y1})-({x2}, {y2}), score {row[4]:.2f}: {reason}")
         dets = align.select_faces(dets, img_bgr8.shape, eye_dist_threshold=self.eye_dist_threshold,
                                   only_center_face=only_center_face)
-        return align.landmarks_from_detections(dets)
+        return dets, notes
 
     @torch.inference_mode()
     def restore_faces(self, faces: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -242,32 +346,92 @@ class Restorer:
         is kept and upscaled, 16-bit stays 16-bit); ``None`` when ``has_aligned`` or not
         ``paste_back``. ``weight`` blends each restored face with its input face (0 = input,
         1 = fully restored, the official output). ``landmarks``: a list of 5×2 arrays in
-        RetinaFace order; when given, detection is skipped.
+        RetinaFace order; when given, detection is skipped. :meth:`restore` gives the same
+        with a record of each face (box, score, landmarks, identity score, weight used).
         """
+        result = self.restore(img, has_aligned=has_aligned, only_center_face=only_center_face,
+                              paste_back=paste_back, weight=weight, landmarks=landmarks)
+        return result.cropped, result.restored, result.image
+
+    def restore(self, img: np.ndarray, has_aligned: bool = False, only_center_face: bool = False,
+                paste_back: bool = True, weight: float = 0.5,
+                landmarks: Sequence[np.ndarray] | None = None) -> RestoreResult:
+        """:meth:`enhance`, returning a :class:`RestoreResult` with per-face records and notes."""
         _check_image(img)
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]  # one grey layout from here on
         weight = check_weight(weight)
         bgr8 = _as_bgr8(img)
+        notes: list[str] = []
         if has_aligned:
             # The official path: any aligned face is brought to the network's size.
             size = self.face_size
             cropped = [cv2.resize(bgr8, (size, size), interpolation=cv2.INTER_LINEAR)]
-            restored = [self.blend(r, c, weight) for r, c in zip(self.restore_faces(cropped), cropped)]
-            return cropped, restored, None
+            restored, records = self._restore_crops(cropped, weight, notes)
+            return RestoreResult(cropped, restored, None, records, notes)
 
+        dets = None
         if landmarks is None:
-            points = self.detect_landmarks(bgr8, only_center_face)
+            dets, found_notes = self.detect_faces(bgr8, only_center_face)
+            notes.extend(found_notes)
+            points = align.landmarks_from_detections(dets)
         else:
             points = landmark_batch(landmarks)
         # Crops come from the full-precision image (16-bit data keeps its precision until the net).
         source = align.prepare_input(img)
         crops, affines = align.align_faces(source, list(points), self.face_size)
         cropped = [np.clip(np.round(c), 0, 255).astype(np.uint8) if c.dtype != np.uint8 else c for c in crops]
-        restored = [self.blend(r, c, weight) for r, c in zip(self.restore_faces(cropped), cropped)]
-        if not paste_back:
-            return cropped, restored, None
-        return cropped, restored, self.paste_back(img, restored, affines)
+        restored, records = self._restore_crops(cropped, weight, notes)
+        for i, record in enumerate(records):
+            record.landmarks = np.asarray(points[i], np.float64).round(2).tolist()
+            if dets is not None:
+                record.box = np.asarray(dets[i, :4], np.float64).round(2).tolist()
+                record.score = round(float(dets[i, 4]), 6)
+        image = self.paste_back(img, restored, affines) if paste_back else None
+        return RestoreResult(cropped, restored, image, records, notes)
+
+    def _restore_crops(self, cropped: list[np.ndarray], weight: float, notes: list[str],
+                       ) -> tuple[list[np.ndarray], list[FaceRecord]]:
+        """Network, colour match, blend, identity score and the ``min_identity`` fallback."""
+        raw = self.restore_faces(cropped)
+        if self.color_match:
+            from .colour import match_colour
+
+            raw = [match_colour(r, c) for r, c in zip(raw, cropped)]
+        restored = [self.blend(r, c, weight) for r, c in zip(raw, cropped)]
+        records = [FaceRecord(i, weight=weight, color_matched=self.color_match) for i in range(len(cropped))]
+        if self.identity is None or not cropped:
+            return restored, records
+        inputs = self.identity.embed(cropped)  # once: the fallback compares against them again
+        scores = [float(np.clip(v, -1, 1)) for v in (inputs * self.identity.embed(restored)).sum(axis=1)]
+        for i, score in enumerate(scores):
+            records[i].identity = round(score, 6)
+            if self.min_identity is None or score >= self.min_identity:
+                continue
+            steps = _LOWER_WEIGHT_STEPS if self.identity_fallback == "lower" else (0.0,)
+            for fraction in steps:
+                lower = weight * fraction
+                face = self.blend(raw[i], cropped[i], lower)
+                lower_score = float(np.clip(inputs[i] @ self.identity.embed([face])[0], -1, 1)) if lower > 0 else 1.0
+                if lower_score >= self.min_identity or lower <= 0:
+                    break
+            restored[i] = face
+            records[i].weight, records[i].identity = lower, round(lower_score, 6)
+            outcome = "kept the input face" if lower <= 0 else f"used weight {lower:g} (identity {lower_score:.3f})"
+            message = f"face {i}: identity {score:.3f} is below --min-identity {self.min_identity:g}; {outcome}"
+            records[i].notes.append(message)
+            notes.append(message)
+        return restored, records
+
+    # ------------------------------------------------------------------ video
+
+    def enhance_video(self, src: str | Path, dst: str | Path, **options) -> "VideoSummary":
+        """Restore every face of the video ``src`` into ``dst`` (faces tracked and steadied, frame
+        timing and audio kept); see :func:`facerestore.pipeline.video.restore_video` for ``options``.
+        Needs PyAV: ``pip install "facerestore[video]"``."""
+        from .video import restore_video  # imported on use: it needs PyAV
+
+        return restore_video(self, src, dst, **options)
 
     def paste_back(self, img: np.ndarray, restored: Sequence[np.ndarray],
                    affines: Sequence[np.ndarray]) -> np.ndarray:

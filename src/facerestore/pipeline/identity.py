@@ -1,0 +1,92 @@
+"""Identity score: is the restored face still the same person?
+
+The cosine similarity of ArcFace embeddings of the input face and the restored face, computed
+as the GFPGAN authors' "Deg." metric does (evaluation.md): the official ``arcface_resnet18.pth``,
+grey input resized bilinearly to 128×128 and scaled by (x − 127.5) / 127.5. 1 is the same
+embedding; the paper's mean angle of 34.6° for GFPGAN is a cosine of about 0.82, against ground
+truth on synthetic data. Both faces are the aligned crops, so no further alignment is needed.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["IdentityScorer", "load_identity_scorer", "UNAVAILABLE_NOTE"]
+
+UNAVAILABLE_NOTE = ("identity scores are unavailable: the ArcFace weights (arcface_resnet18.pth) are not on "
+                    "disk; get them with `facerestore models --download arcface-resnet18` or give "
+                    "--identity-model FILE")
+IDENTITY_SIZE = 128
+
+
+class IdentityScorer:
+    """Embeds aligned BGR uint8 faces with an ArcFace network and compares them."""
+
+    def __init__(self, net: nn.Module, device: str | torch.device = "cpu", source: str = "module") -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.source = source
+
+    @torch.inference_mode()
+    def embed(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N, 512)`` float32 unit-length embeddings of BGR uint8 faces (any size)."""
+        if len(faces) == 0:
+            return np.zeros((0, 512), np.float32)
+        batch = np.stack([_preprocess(face) for face in faces])
+        emb = self.net(torch.from_numpy(batch).to(self.device)).float()
+        return F.normalize(emb, dim=1).cpu().numpy()
+
+    def scores(self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> list[float]:
+        """Cosine similarity of each (input face, restored face) pair, in [-1, 1]."""
+        if len(inputs) != len(outputs):
+            raise ValueError(f"{len(inputs)} input faces but {len(outputs)} restored faces")
+        if not inputs:
+            return []
+        emb = self.embed([*inputs, *outputs])
+        a, b = emb[: len(inputs)], emb[len(inputs):]
+        return [float(np.clip(v, -1.0, 1.0)) for v in (a * b).sum(axis=1)]
+
+
+def _preprocess(face: np.ndarray) -> np.ndarray:
+    """(1, 128, 128) float32 in [-1, 1], as the authors' ``calculate_cos_dist.py`` reads a face
+    (``cv2.imread(path, 0)``: OpenCV's grey, uint8; bilinear resize on uint8), so that scores agree
+    with :mod:`facerestore.metrics.identity` on the same pair."""
+    grey = face if face.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(face[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (IDENTITY_SIZE, IDENTITY_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return ((small - 127.5) / 127.5)[None]
+
+
+def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
+                         allow_download: bool = True) -> IdentityScorer | None:
+    """The scorer an ``identity_model`` option asks for.
+
+    ``None``/``"none"``: no scoring. ``"auto"``: ArcFace when its weights are already on disk
+    (never downloads); otherwise ``None`` with one warning that scores are unavailable. A zoo
+    name, a file or a module: that network (a missing zoo file is downloaded when allowed; if it
+    cannot be had, the same warning, and the run goes on).
+    """
+    from ..models import zoo
+    from ..models.descriptor import Purpose
+    from ..models.loading import load
+
+    if choice is None or (isinstance(choice, str) and choice.lower() == "none"):
+        return None
+    if isinstance(choice, str) and choice.lower() == "auto":
+        found = zoo.locate(zoo.find_entry("arcface-resnet18"))
+        if found is None:
+            warnings.warn(UNAVAILABLE_NOTE, stacklevel=2)
+            return None
+        choice = found
+    try:
+        loaded = load(choice, device, allow_download=allow_download, purpose=Purpose.IDENTITY,
+                      role="the identity model (--identity-model)")
+    except zoo.ModelUnavailableError as exc:
+        warnings.warn(f"{UNAVAILABLE_NOTE} ({str(exc).splitlines()[0]})", stacklevel=2)
+        return None
+    return IdentityScorer(loaded.model, device, source=loaded.source)
