@@ -17,6 +17,7 @@ COMMANDS = {
     "models": "facerestore.cli.models",
     "convert": "facerestore.cli.convert",
     "summarize": "facerestore.cli.summarize",
+    "components": "facerestore.cli.components",
     "serve": "facerestore.cli.serve",
     "evaluate": "facerestore.cli.evaluate",
     "train": "facerestore.cli.train",

@@ -614,8 +614,8 @@ def missing_files(cfg: TrainConfig) -> list[str]:
     if data.crop_components and data.component_path not in (None, "template"):
         need("eye/mouth landmarks (datasets.train.component_path)", data.component_path, "ffhq-components")
     elif data.crop_components and data.component_path is None:
-        problems.append("datasets.train.component_path is empty: give FFHQ_eye_mouth_landmarks_512.pth or "
-                        "'template'")
+        problems.append("datasets.train.component_path is empty: give FFHQ_eye_mouth_landmarks_512.pth, "
+                        "a file made by `facerestore components DATAROOT -o FILE`, or 'template'")
     if cfg.train.perceptual_opt:
         need("VGG19 for the perceptual loss (path.pretrain_vgg19)", cfg.path.pretrain_vgg19, "vgg19", "vgg19")
     for key in ("pretrain_network_g", "pretrain_network_d", "pretrain_network_d_left_eye",
