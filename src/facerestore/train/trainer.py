@@ -449,17 +449,22 @@ class GFPGANTrainer:
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def validate(self, loader: Iterable[dict[str, Any]]) -> float:
-        """Mean PSNR of the EMA generator on a paired folder (fresh noise from a private RNG, so
-        validating does not change the training's random stream)."""
-        values = []
+    def validate(self, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
+        """Mean PSNR and SSIM (BasicSR definitions, RGB, crop 0) of the EMA generator on a paired
+        folder (fresh noise from a private RNG, so validating does not change the training's
+        random stream)."""
+        from ..metrics.psnr_ssim import ssim
+
+        values: dict[str, list[float]] = {"psnr": [], "ssim": []}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(0)
             for batch in loader:
                 out, _ = self.net_g_ema(batch["lq"].to(self.device))
                 for o, g in zip(out, batch["gt"]):
-                    values.append(psnr(tensor_to_uint8(o), tensor_to_uint8(g)))
-        return float(np.mean(values)) if values else float("nan")
+                    restored, reference = tensor_to_uint8(o), tensor_to_uint8(g)
+                    values["psnr"].append(psnr(restored, reference))
+                    values["ssim"].append(ssim(restored, reference))
+        return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -778,9 +783,9 @@ def run_training(cfg: TrainConfig, auto_resume: bool = False, launcher: str = "a
                 if it % save_every == 0 and dist.is_main:
                     trainer.save(root, it, epoch)
                 if val_loader is not None and it % int(cfg.val.val_freq) == 0 and dist.is_main:
-                    value = trainer.validate(val_loader)
-                    logger.info(f"validation at iter {it}: psnr {value:.4f} dB")
-                    logger.scalars(it, {"metrics/psnr": value})
+                    scores = trainer.validate(val_loader)
+                    logger.info(f"validation at iter {it}: psnr {scores['psnr']:.4f} dB, ssim {scores['ssim']:.4f}")
+                    logger.scalars(it, {f"metrics/{k}": v for k, v in scores.items()})
                 if it >= total:
                     break
         if dist.enabled:
