@@ -166,7 +166,8 @@ def test_zoo_table_is_consistent():
     names = [e.name.lower() for e in zoo.MODELS]
     assert len(names) == len(set(names))
     for entry in zoo.MODELS:
-        assert entry.url.startswith("https://github.com/") and entry.url.endswith("/" + entry.filename)
+        assert entry.url.startswith(("https://github.com/", "https://download.pytorch.org/models/"))
+        assert entry.url.endswith("/" + entry.filename)
         assert entry.sha256 is None or len(entry.sha256) == 64
         assert zoo.find_entry(entry.name) is entry
         assert zoo.find_entry(entry.filename) is entry

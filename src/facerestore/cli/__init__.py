@@ -17,9 +17,11 @@ COMMANDS = {
     "models": "facerestore.cli.models",
     "convert": "facerestore.cli.convert",
     "summarize": "facerestore.cli.summarize",
+    "components": "facerestore.cli.components",
     "serve": "facerestore.cli.serve",
     "evaluate": "facerestore.cli.evaluate",
     "export": "facerestore.cli.export",
+    "train": "facerestore.cli.train",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -84,6 +84,16 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("arcface-resnet18", "arcface_resnet18.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth", "ResNetArcFace",
                description="identity network (training loss, identity score)"),
+    # training-only files (facerestore train)
+    ModelEntry("stylegan2-512", "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+               f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+               "StyleGAN2Generator",
+               description="StyleGAN2 prior: initialises the GFPGANv1 decoder for training"),
+    ModelEntry("ffhq-components", "FFHQ_eye_mouth_landmarks_512.pth",
+               f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
+               "landmarks", description="FFHQ eye/mouth boxes for the component discriminators (training)"),
+    ModelEntry("vgg19", "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "VGG19",
+               description="torchvision VGG19 (ImageNet): perceptual/style loss in training"),
 )
 
 
