@@ -158,8 +158,8 @@ class OnnxRuntimeModel(nn.Module):
     ``OnnxRuntimeModel.from_module(load_model("v1.4"))`` exports (in memory) and wraps; the result
     takes and returns tensors as the original forward does (GFPGAN: ``(image, [])``, RestoreFormer:
     ``(image, None)``, RRDBNet: the image) and carries the original's ``descriptor``, so a
-    pipeline can use it in place of the module. In one run on this project's 2-core Zen 4 CPU it ran
-    GFPGANv1Clean 1.4x faster than our eager forward and 1.1x faster than the official model on
+    pipeline can use it in place of the module. On this project's loaded 2-core Zen 4 CPU it ran
+    GFPGANv1Clean about 2x the official PyTorch forward, level with the official model on
     onnxruntime (benchmarks/README.md). The graph holds the stored noise: fresh noise
     (``randomize_noise=True``) is refused rather than silently ignored. CPU, fp32 only.
     """
