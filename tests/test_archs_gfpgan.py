@@ -241,3 +241,58 @@ def test_facial_component_discriminator():
         out, feats = d(torch.randn(2, 3, 40, 40), return_feats=True)
         assert out.shape == (2, 1, 10, 10) and [f.shape for f in feats] == [(2, 128, 20, 20), (2, 256, 10, 10)]
         assert d(torch.randn(1, 3, 40, 40))[1] is None
+
+
+def test_base_constructors_are_keyword_only():
+    # narrow and lr_mlp are both floats; a positional swap must not build a wrong network silently
+    from facerestore.archs.gfpgan import _CleanKit, _GFPGAN
+    from facerestore.archs.stylegan2 import _StyleGAN2Base
+
+    with pytest.raises(TypeError):
+        _StyleGAN2Base(16, 16, 1, 1, 0.5, 0.01, False, equalized=True, resample_kernel=None)
+    decoder = StyleGAN2GeneratorClean(out_size=16, num_style_feat=16, num_mlp=1, channel_multiplier=1, narrow=1 / 16)
+    with pytest.raises(TypeError):
+        _GFPGAN(_CleanKit(), decoder, 16, 16, 1, None, False, True, True, 1 / 16, True)
+    g = _StyleGAN2Base(out_size=16, num_style_feat=16, num_mlp=1, channel_multiplier=1, narrow=0.5, lr_mlp=0.01,
+                       sft_half=False, equalized=True, resample_kernel=None)
+    assert g.channels[16] == 256 and g.style_mlp[1].lr_mul == 0.01
+
+
+@pytest.mark.parametrize("kwargs", [dict(equalized=False), dict(equalized=True, sample_mode="upsample"),
+                                    dict(equalized=False, sample_mode="upsample", demodulate=False),
+                                    dict(equalized=True, sample_mode="upsample", resample_kernel=(1, 3, 3, 1))])
+def test_modulated_conv_batch_form_equals_one_sample_form(kwargs):
+    # one sample: the official per-sample weights; a batch: the style scales the activations and
+    # one shared weight runs the whole batch. Same function: equal to float64 rounding.
+    from facerestore.archs.stylegan2 import ModulatedConv2d
+
+    conv = randomized(ModulatedConv2d(8, 4, 3, 16, **kwargs)).double()
+    x = torch.randn(3, 8, 6, 6, dtype=torch.float64)
+    style = torch.randn(3, 16, dtype=torch.float64)
+    with torch.no_grad():
+        batch = conv(x, style)
+        singles = torch.cat([conv(x[i:i + 1], style[i:i + 1]) for i in range(3)])
+    assert batch.abs().max() > 0.1
+    torch.testing.assert_close(batch, singles, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", GFPGANS)
+def test_channels_last_is_opt_in_and_close(cls):
+    # NHWC on CPU is faster but sums in another order: off by default (official pixels), close when on
+    from facerestore.archs.ops import use_channels_last
+
+    model = randomized(cls(**TINY))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert not model.channels_last and not model.stylegan_decoder.channels_last
+    with torch.no_grad():
+        exact = model(x, randomize_noise=False)
+        use_channels_last(model)
+        assert model.channels_last and model.stylegan_decoder.channels_last
+        fast = model(x, randomize_noise=False)
+    for a, b in zip([exact[0], *exact[1]], [fast[0], *fast[1]]):
+        assert b.is_contiguous()  # NCHW out, as the official code
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    model.train()  # and training still differentiates in NHWC
+    image, rgbs = model(x.requires_grad_(), randomize_noise=False)
+    image.square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -224,3 +224,15 @@ def test_restoreformer_train_mode_gradients() -> None:
     # only the encoder's self-attention blocks leave their (query) norm2 unused
     assert {n for n, g in grads.items() if g is None} == {
         n for n in grads if n.startswith("encoder.") and ".attn" in n and ".norm2." in n}
+
+
+@pytest.mark.parametrize("batch", [1, 2])  # the one-sample (modulated weights) and batch (scaled activations) forms
+@pytest.mark.parametrize("equalized", [False, True])
+def test_modulated_conv_gradients_both_forms(batch: int, equalized: bool) -> None:
+    from facerestore.archs.stylegan2 import StyleConv
+
+    conv = perturbed(StyleConv(4, 6, 3, 8, sample_mode="upsample", equalized=equalized))
+    x = torch.randn(batch, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    style = torch.randn(batch, 8, dtype=torch.float64, requires_grad=True)
+    noise = torch.randn(batch, 1, 10, 10, dtype=torch.float64)
+    assert_grads_match_finite_differences(conv, lambda: _sum_of_outputs(conv(x, style, noise)), (x, style))

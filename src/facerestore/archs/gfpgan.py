@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .discriminators import ConvLayer, ResBlock
-from .ops import FusedLeakyReLU, records_grad
+from .ops import FusedLeakyReLU, add_into, fast_layout
 from .stylegan2 import (EqualConv2d, EqualLinear, ScaledLeakyReLU, StyleGAN2Generator, StyleGAN2GeneratorBilinear,
                         StyleGAN2GeneratorClean, stylegan_channels)
 
@@ -152,7 +152,10 @@ class _EqualizedKit:
 class _GFPGAN(nn.Module):
     """U-Net encoder/decoder + style code + SFT-conditioned StyleGAN2; the forward of all variants."""
 
-    def __init__(self, kit: _CleanKit | _EqualizedKit, decoder: nn.Module, out_size: int, num_style_feat: int,
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
+    # Keyword-only, as _StyleGAN2Base: several float and bool arguments in a row.
+    def __init__(self, *, kit: _CleanKit | _EqualizedKit, decoder: nn.Module, out_size: int, num_style_feat: int,
                  channel_multiplier: float, decoder_load_path: str | None, fix_decoder: bool,
                  input_is_latent: bool, different_w: bool, narrow: float, sft_half: bool):
         super().__init__()
@@ -193,7 +196,7 @@ class _GFPGAN(nn.Module):
         Extra keyword arguments (e.g. GFPGANer's ``weight``) are ignored, as in the official code.
         """
         b = x.shape[0]
-        feat = self.conv_body_first(x)
+        feat = self.conv_body_first(fast_layout(x, self.channels_last))
         unet_skips = []
         for block in self.conv_body_down:
             feat = block(feat)
@@ -206,15 +209,14 @@ class _GFPGAN(nn.Module):
 
         conditions, out_rgbs = [], []
         for i, block in enumerate(self.conv_body_up):
-            # feat is read by nothing else now; with autograd it may be saved (in-place leaky ReLU)
-            feat = block(feat + unet_skips[i] if records_grad(feat, unet_skips[i]) else feat.add_(unet_skips[i]))
+            feat = block(add_into(feat, unet_skips[i]))  # feat is read by nothing else now
             conditions += [self.condition_scale[i](feat), self.condition_shift[i](feat)]
             if return_rgb:
                 out_rgbs.append(self.toRGB[i](feat))
 
         image, _ = self.stylegan_decoder([style_code], conditions=conditions, return_latents=return_latents,
                                          input_is_latent=self.input_is_latent, randomize_noise=randomize_noise)
-        return image, out_rgbs
+        return image, [rgb.contiguous() for rgb in out_rgbs]  # NCHW, as the official code
 
 
 class GFPGANv1Clean(_GFPGAN):
@@ -224,9 +226,12 @@ class GFPGANv1Clean(_GFPGAN):
     def __init__(self, out_size: int, num_style_feat: int = 512, channel_multiplier: float = 1,
                  decoder_load_path: str | None = None, fix_decoder: bool = True, num_mlp: int = 8,
                  input_is_latent: bool = False, different_w: bool = False, narrow: float = 1, sft_half: bool = False):
-        decoder = StyleGAN2GeneratorClean(out_size, num_style_feat, num_mlp, channel_multiplier, narrow, sft_half)
-        super().__init__(_CleanKit(), decoder, out_size, num_style_feat, channel_multiplier, decoder_load_path,
-                         fix_decoder, input_is_latent, different_w, narrow, sft_half)
+        decoder = StyleGAN2GeneratorClean(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                                          channel_multiplier=channel_multiplier, narrow=narrow, sft_half=sft_half)
+        super().__init__(kit=_CleanKit(), decoder=decoder, out_size=out_size, num_style_feat=num_style_feat,
+                         channel_multiplier=channel_multiplier, decoder_load_path=decoder_load_path,
+                         fix_decoder=fix_decoder, input_is_latent=input_is_latent, different_w=different_w,
+                         narrow=narrow, sft_half=sft_half)
 
 
 class GFPGANv1(_GFPGAN):
@@ -237,11 +242,13 @@ class GFPGANv1(_GFPGAN):
                  resample_kernel: Sequence[float] = (1, 3, 3, 1), decoder_load_path: str | None = None,
                  fix_decoder: bool = True, num_mlp: int = 8, lr_mlp: float = 0.01, input_is_latent: bool = False,
                  different_w: bool = False, narrow: float = 1, sft_half: bool = False):
-        decoder = StyleGAN2Generator(out_size, num_style_feat, num_mlp, channel_multiplier, resample_kernel, lr_mlp,
-                                     narrow, sft_half)
-        super().__init__(_EqualizedKit(tuple(resample_kernel)), decoder, out_size, num_style_feat,
-                         channel_multiplier, decoder_load_path, fix_decoder, input_is_latent, different_w, narrow,
-                         sft_half)
+        decoder = StyleGAN2Generator(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                                     channel_multiplier=channel_multiplier, resample_kernel=resample_kernel,
+                                     lr_mlp=lr_mlp, narrow=narrow, sft_half=sft_half)
+        super().__init__(kit=_EqualizedKit(tuple(resample_kernel)), decoder=decoder, out_size=out_size,
+                         num_style_feat=num_style_feat, channel_multiplier=channel_multiplier,
+                         decoder_load_path=decoder_load_path, fix_decoder=fix_decoder,
+                         input_is_latent=input_is_latent, different_w=different_w, narrow=narrow, sft_half=sft_half)
 
 
 class GFPGANBilinear(_GFPGAN):
@@ -251,7 +258,10 @@ class GFPGANBilinear(_GFPGAN):
                  decoder_load_path: str | None = None, fix_decoder: bool = True, num_mlp: int = 8,
                  lr_mlp: float = 0.01, input_is_latent: bool = False, different_w: bool = False, narrow: float = 1,
                  sft_half: bool = False):
-        decoder = StyleGAN2GeneratorBilinear(out_size, num_style_feat, num_mlp, channel_multiplier, lr_mlp, narrow,
+        decoder = StyleGAN2GeneratorBilinear(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                                             channel_multiplier=channel_multiplier, lr_mlp=lr_mlp, narrow=narrow,
                                              sft_half=sft_half)
-        super().__init__(_EqualizedKit(None), decoder, out_size, num_style_feat, channel_multiplier,
-                         decoder_load_path, fix_decoder, input_is_latent, different_w, narrow, sft_half)
+        super().__init__(kit=_EqualizedKit(None), decoder=decoder, out_size=out_size, num_style_feat=num_style_feat,
+                         channel_multiplier=channel_multiplier, decoder_load_path=decoder_load_path,
+                         fix_decoder=fix_decoder, input_is_latent=input_is_latent, different_w=different_w,
+                         narrow=narrow, sft_half=sft_half)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import fast_layout, wide
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
@@ -37,8 +39,9 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, c, h, w = z.shape
-        z_flat = z.permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C)
-        codebook = self.embedding.weight  # (n_e, C)
+        # Distances in fp32 whatever the dtype: in fp16/bf16 near-ties would pick other codes.
+        z_flat = wide(z).permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C)
+        codebook = wide(self.embedding.weight)  # (n_e, C)
         # |z - e|^2 expanded exactly as the official code does, so that near-ties pick the same code.
         dist = (
             z_flat.pow(2).sum(1, keepdim=True)
@@ -230,6 +233,8 @@ class RestoreFormer(nn.Module):
     ``fix_*`` freeze parts for training (requires_grad only).
     """
 
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
     def __init__(
         self,
         n_embed: int = 1024,
@@ -277,6 +282,6 @@ class RestoreFormer(nn.Module):
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, None]:
         # **kwargs: GFPGANer passes GFPGAN's options (return_rgb, weight) to every model; ignored.
-        h, skips = self.encoder(x)  # (B, z, R/32, R/32) for six levels
+        h, skips = self.encoder(fast_layout(x, self.channels_last))  # (B, z, R/32, R/32) for six levels
         quant, _, _ = self.quantize(self.quant_conv(h))
-        return self.decoder(self.post_quant_conv(quant), skips), None
+        return self.decoder(self.post_quant_conv(quant), skips).contiguous(), None  # NCHW, as the official code

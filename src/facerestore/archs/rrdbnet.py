@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import fast_layout
+
 # Pixel-unshuffle factor applied in front of the x4 trunk, per output scale.
 UNSHUFFLE_FACTOR = {4: 1, 2: 2, 1: 4}
 
@@ -63,6 +65,8 @@ class RRDBNet(nn.Module):
     For scale 2 (or 1), H and W must be divisible by 2 (or 4). The output is not clamped.
     """
 
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
     def __init__(
         self,
         num_in_ch: int,
@@ -86,6 +90,7 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = fast_layout(x, self.channels_last)  # opt-in NHWC on CPU: 1.3x here, not bit-exact
         if self.unshuffle > 1:
             # (B, C, H, W) -> (B, C*r*r, H/r, W/r); channel order (c, i, j) as in BasicSR.
             x = F.pixel_unshuffle(x, self.unshuffle)
@@ -93,4 +98,4 @@ class RRDBNet(nn.Module):
         feat = self.conv_body(self.body(feat)).add_(feat)  # a + b == b + a exactly
         for conv in (self.conv_up1, self.conv_up2):  # two x2 steps: (h, w) -> (4h, 4w)
             feat = F.leaky_relu_(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu_(self.conv_hr(feat), 0.2))
+        return self.conv_last(F.leaky_relu_(self.conv_hr(feat), 0.2)).contiguous()  # NCHW, as the official code

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .ops import FusedLeakyReLU, fused_leaky_relu, records_grad, upfirdn2d
+from .ops import FusedLeakyReLU, fast_layout, fused_leaky_relu, mul_into, scale_shift_into, upfirdn2d, wide
 
 # Channels per resolution at channel_multiplier=1, narrow=1.
 BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -130,7 +130,9 @@ class NormStyleCode(nn.Module):
     """Pixel norm of the style codes z: (B, C) -> (B, C)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
+        # in fp32 whatever the dtype: x**2 overflows fp16 beyond |x| = 256 (GFPGAN issue #50)
+        x32 = wide(x)
+        return (x32 * torch.rsqrt(torch.mean(x32**2, dim=1, keepdim=True) + 1e-8)).to(x.dtype)
 
 
 def _style_linear(num_style_feat: int, out_channels: int, equalized: bool) -> nn.Module:
@@ -172,32 +174,52 @@ class ModulatedConv2d(nn.Module):
             self.smooth = blur_for_downsample(resample_kernel, kernel_size)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W')."""
-        b, c, h, w = x.shape
-        s = self.modulation(style).view(b, 1, c, 1, 1)
-        # (B, Cout, Cin, k, k); clean weights have gain 1.0, and 1.0 * w == w: skip that product
-        weight = self.weight * s if self.weight_gain == 1.0 else self.weight_gain * self.weight * s
+        """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W').
+
+        One sample: the official arithmetic, weights modulated by the style (then demodulated).
+        Several: the style scales the activations instead, ``conv(x * s, w) * demod`` with
+        ``demod = rsqrt(s**2 @ sum_k(w**2) + eps)``, the same function with one weight for the
+        whole batch, so a batch runs as one ordinary conv instead of a grouped conv with per-sample
+        weights. The demodulation sums run in fp32 whatever the dtype (fp16 overflows there).
+        """
+        b, c = x.shape[:2]
+        s = self.modulation(style)  # (B, Cin)
+        if b == 1:
+            weight = self._modulated_weight(s).to(x.dtype)
+            out = self._conv(x, weight)
+        else:
+            weight = self.weight[0] if self.weight_gain == 1.0 else self.weight_gain * self.weight[0]
+            out = self._conv(x * s.view(b, c, 1, 1).to(x.dtype), weight)
+            if self.demodulate:
+                w2 = wide(weight).square().sum([2, 3])  # (Cout, Cin)
+                scale = torch.rsqrt(wide(s).square() @ w2.t() + self.eps)  # (B, Cout)
+                out = mul_into(out, scale.view(b, self.out_channels, 1, 1).to(out.dtype))
+        return out
+
+    def _modulated_weight(self, s: Tensor) -> Tensor:
+        """The official per-sample weight for one sample (Cout, Cin, k, k), demodulated in fp32."""
+        weight = wide(self.weight[0])
+        if self.weight_gain != 1.0:  # clean weights have gain 1.0, and 1.0 * w == w: skip that product
+            weight = self.weight_gain * weight
+        weight = weight * wide(s).view(1, -1, 1, 1)
         if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps).view(b, self.out_channels, 1, 1, 1)
+            demod = torch.rsqrt(weight.pow(2).sum([1, 2, 3]) + self.eps).view(-1, 1, 1, 1)
             # pow saved the modulated weights for its backward: in place only without autograd
-            weight = weight * demod if records_grad(weight) else weight.mul_(demod)
+            weight = mul_into(weight, demod)
+        return weight
+
+    def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
+        """Resample (per ``sample_mode`` / ``resample_kernel``) and convolve with (Cout, Cin, k, k)."""
         k = self.kernel_size
-        # Per-sample weights as one grouped conv: the batch goes into the channel axis.
         if self.resample_kernel is not None and self.sample_mode == "upsample":
-            weight = weight.transpose(1, 2).reshape(b * c, self.out_channels, k, k)  # (B*Cin, Cout, k, k)
-            out = F.conv_transpose2d(x.reshape(1, b * c, h, w), weight, stride=2, groups=b)
-            return self.smooth(out.view(b, self.out_channels, *out.shape[2:]))
-        weight = weight.reshape(b * self.out_channels, c, k, k)
+            return self.smooth(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         if self.resample_kernel is not None and self.sample_mode == "downsample":
-            x = self.smooth(x)
-            out = F.conv2d(x.reshape(1, b * c, *x.shape[2:]), weight, stride=2, groups=b)
-            return out.view(b, self.out_channels, *out.shape[2:])
+            return F.conv2d(self.smooth(x), weight, stride=2)
         if self.sample_mode is not None:
             align = None if self.interpolation_mode == "nearest" else False
             x = F.interpolate(x, scale_factor=2 if self.sample_mode == "upsample" else 0.5,
                               mode=self.interpolation_mode, align_corners=align)
-        out = F.conv2d(x.reshape(1, b * c, *x.shape[2:]), weight, padding=k // 2, groups=b)
-        return out.view(b, self.out_channels, *out.shape[2:])
+        return F.conv2d(x, weight, padding=k // 2)
 
 
 class StyleConv(nn.Module):
@@ -226,6 +248,8 @@ class StyleConv(nn.Module):
         # place where autograd allows: a new full-size tensor per step costs more than its arithmetic.
         out = self.modulated_conv(x, style)
         if not self.equalized:
+            # not folded into the weights: that is faster but moves the rounding, and the pipeline
+            # promises the official 8-bit pixels (tests/test_official_fixtures.py)
             out.mul_(2**0.5)
         if noise is None:  # fresh noise from the global RNG, (B, 1, H, W)
             b, _, h, w = out.shape
@@ -269,8 +293,12 @@ class ConstantInput(nn.Module):
 class _StyleGAN2Base(nn.Module):
     """Mapping MLP + synthesis network; the public subclasses fix ``equalized``/``resample_kernel``."""
 
-    def __init__(self, out_size: int, num_style_feat: int, num_mlp: int, channel_multiplier: float,
-                 narrow: float, lr_mlp: float, sft_half: bool, *, equalized: bool,
+    channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
+
+    # Keyword-only: narrow and lr_mlp are both floats, and the subclasses' official signatures
+    # order them differently, so a positional swap would build a wrong network without an error.
+    def __init__(self, *, out_size: int, num_style_feat: int, num_mlp: int, channel_multiplier: float,
+                 narrow: float, lr_mlp: float, sft_half: bool, equalized: bool,
                  resample_kernel: Sequence[float] | None, interpolation_mode: str = "bilinear"):
         super().__init__()
         self.num_style_feat = num_style_feat
@@ -337,21 +365,6 @@ class _StyleGAN2Base(nn.Module):
         return torch.cat([styles[0].unsqueeze(1).repeat(1, inject_index, 1),
                           styles[1].unsqueeze(1).repeat(1, self.num_latent - inject_index, 1)], 1)
 
-    def _sft(self, out: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-        """Spatial feature transform out * scale + shift, on the second half of channels if sft_half.
-
-        Without autograd it overwrites ``out`` (a StyleConv output nobody else has read yet); with
-        autograd it must not: the in-place leaky ReLU before it saved ``out`` for its backward.
-        """
-        if not records_grad(out, scale, shift):
-            target = out[:, out.size(1) // 2:] if self.sft_half else out
-            target.mul_(scale).add_(shift)
-            return out
-        if not self.sft_half:
-            return out * scale + shift
-        same, sft = torch.split(out, out.size(1) // 2, dim=1)
-        return torch.cat([same, sft * scale + shift], dim=1)
-
     def forward(self, styles: list[Tensor], input_is_latent: bool = False, noise: list[Tensor] | None = None,
                 randomize_noise: bool = True, truncation: float = 1, truncation_latent: Tensor | None = None,
                 inject_index: int | None = None, return_latents: bool = False,
@@ -380,17 +393,17 @@ class _StyleGAN2Base(nn.Module):
         latent = self._latent(styles, inject_index)
         conditions = conditions or []
 
-        out = self.constant_input(latent.shape[0])
+        out = fast_layout(self.constant_input(latent.shape[0]), self.channels_last)
         out = self.style_conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
         for level, to_rgb in enumerate(self.to_rgbs):  # resolution 2**(level + 3)
             i = 2 * level + 1  # index of this level's first conv (noise) and of its first w
             out = self.style_convs[i - 1](out, latent[:, i], noise=noise[i])
             if i < len(conditions):
-                out = self._sft(out, conditions[i - 1], conditions[i])
+                out = scale_shift_into(out, conditions[i - 1], conditions[i], self.sft_half)
             out = self.style_convs[i](out, latent[:, i + 1], noise=noise[i + 1])
             skip = to_rgb(out, latent[:, i + 2], skip)
-        return skip, (latent if return_latents else None)
+        return skip.contiguous(), (latent if return_latents else None)  # NCHW out, as the official code
 
 
 class StyleGAN2Generator(_StyleGAN2Base):
@@ -399,7 +412,8 @@ class StyleGAN2Generator(_StyleGAN2Base):
     def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8, channel_multiplier: float = 2,
                  resample_kernel: Sequence[float] = (1, 3, 3, 1), lr_mlp: float = 0.01, narrow: float = 1,
                  sft_half: bool = False):
-        super().__init__(out_size, num_style_feat, num_mlp, channel_multiplier, narrow, lr_mlp, sft_half,
+        super().__init__(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                         channel_multiplier=channel_multiplier, narrow=narrow, lr_mlp=lr_mlp, sft_half=sft_half,
                          equalized=True, resample_kernel=tuple(resample_kernel))
 
 
@@ -409,7 +423,8 @@ class StyleGAN2GeneratorBilinear(_StyleGAN2Base):
     def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8, channel_multiplier: float = 2,
                  lr_mlp: float = 0.01, narrow: float = 1, interpolation_mode: str = "bilinear",
                  sft_half: bool = False):
-        super().__init__(out_size, num_style_feat, num_mlp, channel_multiplier, narrow, lr_mlp, sft_half,
+        super().__init__(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                         channel_multiplier=channel_multiplier, narrow=narrow, lr_mlp=lr_mlp, sft_half=sft_half,
                          equalized=True, resample_kernel=None, interpolation_mode=interpolation_mode)
 
 
@@ -418,5 +433,6 @@ class StyleGAN2GeneratorClean(_StyleGAN2Base):
 
     def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8, channel_multiplier: float = 2,
                  narrow: float = 1, sft_half: bool = False):
-        super().__init__(out_size, num_style_feat, num_mlp, channel_multiplier, narrow, 1.0, sft_half,
+        super().__init__(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                         channel_multiplier=channel_multiplier, narrow=narrow, lr_mlp=1.0, sft_half=sft_half,
                          equalized=False, resample_kernel=None)

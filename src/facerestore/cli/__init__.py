@@ -21,6 +21,7 @@ COMMANDS = {
     "serve": "facerestore.cli.serve",
     "evaluate": "facerestore.cli.evaluate",
     "train": "facerestore.cli.train",
+    "export": "facerestore.cli.export",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 
