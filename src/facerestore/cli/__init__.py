@@ -20,8 +20,8 @@ COMMANDS = {
     "components": "facerestore.cli.components",
     "serve": "facerestore.cli.serve",
     "evaluate": "facerestore.cli.evaluate",
-    "export": "facerestore.cli.export",
     "train": "facerestore.cli.train",
+    "export": "facerestore.cli.export",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 
