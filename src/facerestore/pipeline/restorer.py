@@ -218,6 +218,10 @@ class Restorer:
                     role="the face model (--model)")
         self.net, self.descriptor = face.model, face.descriptor
         self.face_size = face.descriptor.input_size or FACE_SIZE
+        if half and not face.descriptor.half_safe:
+            warnings.warn(f"{face.descriptor} is not known to be safe in half precision; it runs in fp32",
+                          stacklevel=2)
+            half, self.dtype = False, torch.float32
         if half:
             self.net = _to_half(self.net, self.dtype)
         self.batch_size = (max(1, int(batch_size)) if batch_size is not None
