@@ -261,16 +261,26 @@ def test_base_constructors_are_keyword_only():
 @pytest.mark.parametrize("kwargs", [dict(equalized=False), dict(equalized=True, sample_mode="upsample"),
                                     dict(equalized=False, sample_mode="upsample", demodulate=False),
                                     dict(equalized=True, sample_mode="upsample", resample_kernel=(1, 3, 3, 1))])
-def test_modulated_conv_batch_form_equals_one_sample_form(kwargs):
-    # one sample: the official per-sample weights; a batch: the style scales the activations and
-    # one shared weight runs the whole batch. Same function: equal to float64 rounding.
+@pytest.mark.parametrize("train", [False, True])
+def test_modulated_conv_batch_form_equals_one_sample_form(kwargs, train, monkeypatch):
+    # one sample, and a batch in train mode: the official per-sample weights (a grouped conv, so
+    # training steps round as the official ones); a batch in eval mode: the style scales the
+    # activations and one shared weight runs the whole batch. Same function: equal to float64 rounding.
+    from facerestore.archs import stylegan2
     from facerestore.archs.stylegan2 import ModulatedConv2d
 
-    conv = randomized(ModulatedConv2d(8, 4, 3, 16, **kwargs)).double()
+    conv = randomized(ModulatedConv2d(8, 4, 3, 16, **kwargs)).double().train(train)
     x = torch.randn(3, 8, 6, 6, dtype=torch.float64)
     style = torch.randn(3, 16, dtype=torch.float64)
+    groups = []
+    for name in ("conv2d", "conv_transpose2d"):
+        real = getattr(stylegan2.F, name)
+        monkeypatch.setattr(stylegan2.F, name, lambda *a, _real=real, **k: groups.append(k.get("groups", 1))
+                            or _real(*a, **k))
     with torch.no_grad():
         batch = conv(x, style)
+    assert groups[0] == (3 if train else 1)  # the modulated conv (a blur after it may be grouped too)
+    with torch.no_grad():
         singles = torch.cat([conv(x[i:i + 1], style[i:i + 1]) for i in range(3)])
     assert batch.abs().max() > 0.1
     torch.testing.assert_close(batch, singles, atol=1e-12, rtol=1e-12)

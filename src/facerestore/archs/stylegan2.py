@@ -176,50 +176,57 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W').
 
-        One sample: the official arithmetic, weights modulated by the style (then demodulated).
-        Several: the style scales the activations instead, ``conv(x * s, w) * demod`` with
-        ``demod = rsqrt(s**2 @ sum_k(w**2) + eps)``, the same function with one weight for the
-        whole batch, so a batch runs as one ordinary conv instead of a grouped conv with per-sample
-        weights. The demodulation sums run in fp32 whatever the dtype (fp16 overflows there).
+        One sample, or a batch in train mode: the official arithmetic, per-sample weights
+        modulated by the style (then demodulated) in one grouped conv, so training steps round as
+        the official ones do. A batch in eval mode (inference): the style scales the activations
+        instead, ``conv(x * s, w) * demod`` with ``demod = rsqrt(s**2 @ sum_k(w**2) +
+        eps)``, the same function with one weight for the whole batch, so it runs as one ordinary
+        conv. The demodulation sums run in fp32 whatever the dtype (fp16 overflows there).
         """
         b, c = x.shape[:2]
         s = self.modulation(style)  # (B, Cin)
         if b == 1:
             weight = self._modulated_weight(s).to(x.dtype)
-            out = self._conv(x, weight)
-        else:
-            weight = self.weight[0] if self.weight_gain == 1.0 else self.weight_gain * self.weight[0]
-            out = self._conv(x * s.view(b, c, 1, 1).to(x.dtype), weight)
-            if self.demodulate:
-                w2 = wide(weight).square().sum([2, 3])  # (Cout, Cin)
-                scale = torch.rsqrt(wide(s).square() @ w2.t() + self.eps)  # (B, Cout)
-                out = mul_into(out, scale.view(b, self.out_channels, 1, 1).to(out.dtype))
+            return self._conv(x, weight)
+        if self.training:
+            weight = self._modulated_weight(s).to(x.dtype)  # (B * Cout, Cin, k, k)
+            out = self._conv(x.reshape(1, b * c, *x.shape[2:]), weight, groups=b)
+            return out.view(b, self.out_channels, *out.shape[2:])
+        weight = self.weight[0] if self.weight_gain == 1.0 else self.weight_gain * self.weight[0]
+        out = self._conv(x * s.view(b, c, 1, 1).to(x.dtype), weight)
+        if self.demodulate:
+            w2 = wide(weight).square().sum([2, 3])  # (Cout, Cin)
+            scale = torch.rsqrt(wide(s).square() @ w2.t() + self.eps)  # (B, Cout)
+            out = mul_into(out, scale.view(b, self.out_channels, 1, 1).to(out.dtype))
         return out
 
     def _modulated_weight(self, s: Tensor) -> Tensor:
-        """The official per-sample weight for one sample (Cout, Cin, k, k), demodulated in fp32."""
-        weight = wide(self.weight[0])
+        """The official per-sample weights, demodulated in fp32: (B * Cout, Cin, k, k)."""
+        weight = wide(self.weight)  # (1, Cout, Cin, k, k)
         if self.weight_gain != 1.0:  # clean weights have gain 1.0, and 1.0 * w == w: skip that product
             weight = self.weight_gain * weight
-        weight = weight * wide(s).view(1, -1, 1, 1)
+        weight = weight * wide(s).view(s.shape[0], 1, -1, 1, 1)  # (B, Cout, Cin, k, k)
         if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([1, 2, 3]) + self.eps).view(-1, 1, 1, 1)
+            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps).view(s.shape[0], -1, 1, 1, 1)
             # pow saved the modulated weights for its backward: in place only without autograd
             weight = mul_into(weight, demod)
-        return weight
+        return weight.view(-1, *weight.shape[2:])
 
-    def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
-        """Resample (per ``sample_mode`` / ``resample_kernel``) and convolve with (Cout, Cin, k, k)."""
+    def _conv(self, x: Tensor, weight: Tensor, groups: int = 1) -> Tensor:
+        """Resample (per ``sample_mode`` / ``resample_kernel``) and convolve with
+        (groups * Cout, Cin, k, k): one group per sample when the weights are per sample."""
         k = self.kernel_size
         if self.resample_kernel is not None and self.sample_mode == "upsample":
-            return self.smooth(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            cout, cin = weight.shape[0] // groups, weight.shape[1]
+            weight = weight.view(groups, cout, cin, k, k).transpose(1, 2).reshape(groups * cin, cout, k, k)
+            return self.smooth(F.conv_transpose2d(x, weight, stride=2, groups=groups))
         if self.resample_kernel is not None and self.sample_mode == "downsample":
-            return F.conv2d(self.smooth(x), weight, stride=2)
+            return F.conv2d(self.smooth(x), weight, stride=2, groups=groups)
         if self.sample_mode is not None:
             align = None if self.interpolation_mode == "nearest" else False
             x = F.interpolate(x, scale_factor=2 if self.sample_mode == "upsample" else 0.5,
                               mode=self.interpolation_mode, align_corners=align)
-        return F.conv2d(x, weight, padding=k // 2)
+        return F.conv2d(x, weight, padding=k // 2, groups=groups)
 
 
 class StyleConv(nn.Module):
