@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from . import DefaultsHelpFormatter
 from ..metrics.evaluate import ALL_METRICS, DEFAULT_METRICS, NOT_IMPLEMENTED
 
 
@@ -22,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "angle, pairs under 1 degree left out), LMD (mean distance of the 98 AWing FAN "
                     "landmarks, pixels)."
                     + ("".join(f" Not available: {k} ({v})." for k, v in NOT_IMPLEMENTED.items())),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     _arguments(p)
     p.set_defaults(func=run)
     return p

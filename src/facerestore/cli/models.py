@@ -41,6 +41,13 @@ def run(args: argparse.Namespace) -> int:
     for entry in zoo.MODELS:
         path = zoo.locate(entry)
         state = "-" if path is None else str(path)
+        cached = zoo.cached_path(entry)
+        if path is None and cached.is_file():
+            # locate() ignores a cached file of the wrong size (a partial copy, another model under
+            # this name); listing it as absent would hide why every run says it is not cached.
+            state = (f"BAD {cached}: {cached.stat().st_size} bytes, expected {entry.size}; "
+                     f"delete it or replace it with {entry.filename}")
+            status = 1 if args.verify else status
         if path is not None and args.verify:
             try:
                 zoo.verify_file(path, entry)

@@ -11,6 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import DefaultsHelpFormatter
 from .restore_video import add_video_arguments, run_videos
 
 
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "restore", help="restore the faces in photos (the official inference_gfpgan.py flags work)",
         description="Detect, align, restore and paste back every face of each photo. "
                     "Flags keep the spellings of the official inference_gfpgan.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("-i", "--input", default="inputs/whole_imgs",
                    help="an image or video, a folder of them, or a .txt file listing their paths (one per "
                         "line); videos are recognised by content")
@@ -209,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
                      interrupted=summary.interrupted, seconds=summary.seconds).write(out_dir, shard)
         print(f"shard {shard}: {share} inputs, {skipped} already complete")
     print(summary.report())
-    print(f"results in {out_dir}/" + "{" + ",".join(OUTPUT_FOLDERS) + "}")
+    written = [name for name in OUTPUT_FOLDERS if (out_dir / name).is_dir()]  # --aligned has no restored_imgs
+    if written:
+        print(f"results in {out_dir}/" + "{" + ",".join(written) + "}")
     if options.report is not None:
         if summary.report_path is None:
             return 1  # the note said why
