@@ -177,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
                                                               f"{report.suffix or '.json'}"))
     files, videos = split_videos(files)
     restorer, video_status = None, 0
+    if videos and options.report is not None:  # the report schema has no video records yet
+        _note(f"--report records photos only; the {len(videos)} video(s) of this run are not in it"
+              + ("" if files else ", so no report is written"))
     if videos:  # videos first (cli/restore_video.py); the photos then reuse its loaded models
         restorer, video_status = run_videos(args, options, videos, out_dir, _note, stems)
         if not files or video_status in (2, 130):
