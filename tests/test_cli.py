@@ -293,3 +293,17 @@ def test_aligned_run_loads_no_parser_and_names_only_written_folders(shared_data,
     assert "ParseNet" not in captured.err and "Real-ESRGAN" not in captured.err  # nothing is pasted
     assert f"results in {out}/{{cropped_faces,restored_faces,cmp}}" in captured.out
     assert not (out / "restored_imgs").exists()
+
+
+def test_report_and_json_never_overwrite_an_input(shared_data, tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(shared_data / "aligned" / "Adele_crop.png", inp / "a.png")
+    before = (inp / "a.png").read_bytes()
+    # refused before any model is loaded (there is none here), so both are cheap
+    assert cli.main(["restore", "-i", str(inp), "-o", str(tmp_path / "o"), "--aligned",
+                     "--report", str(inp / "a.png")]) == 2
+    assert "--report" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--restored", str(inp), "--metrics", "niqe", "--json", str(inp / "a.png")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert (inp / "a.png").read_bytes() == before

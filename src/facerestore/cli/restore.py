@@ -166,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if options.report is not None and options.report.resolve() in {Path(f).resolve() for f in files}:
+        print(f"error: --report: {options.report} is one of the inputs; inputs are never written to",
+              file=sys.stderr)
+        return 2
     out_dir = Path(args.output)
     stems = output_stems(files, _note)  # over all inputs, so shards agree on names
     if shard is not None:
