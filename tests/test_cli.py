@@ -307,3 +307,20 @@ def test_report_and_json_never_overwrite_an_input(shared_data, tmp_path, capsys)
     assert cli.main(["evaluate", "--restored", str(inp), "--metrics", "niqe", "--json", str(inp / "a.png")]) == 2
     assert "--json" in capsys.readouterr().err
     assert (inp / "a.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv", [["components", "{data}", "-o", "{blocker}/boxes.pth"],
+                                  ["convert", "{ckpt}", "{blocker}/clean.pth"],
+                                  ["export", "{ckpt}", "{blocker}/model.onnx"]])
+def test_unwritable_output_file_is_refused_before_the_work(argv, tmp_path, tiny_checkpoint, capsys):
+    # A file where the output's folder should be: once a raw OSError after the whole detection
+    # pass or export ("[enforce fail at inline_container.cc:747]", "[Errno 17] File exists").
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    data = tmp_path / "faces"
+    data.mkdir()
+    cv2.imwrite(str(data / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    filled = [a.format(data=data, blocker=blocker, ckpt=tiny_checkpoint) for a in argv]
+    assert cli.main(filled) in (1, 2)
+    err = capsys.readouterr().err
+    assert f"cannot write to {blocker} (File exists)" in err and "Errno" not in err and "enforce" not in err

@@ -26,6 +26,26 @@ COMMANDS = {
 SUBCOMMANDS = tuple(COMMANDS)
 
 
+def output_file_problem(path: str | os.PathLike, flag: str) -> str | None:
+    """An error line naming ``flag`` when ``path``'s folder cannot be written, else None.
+
+    Checked before the work, so that a long export or detection pass does not end in a raw
+    OSError ("[enforce fail at inline_container.cc]") only when the result is saved.
+    """
+    from pathlib import Path
+
+    from ..pipeline.options import OptionsError, check_output_folder
+
+    target = Path(path)
+    if target.is_dir():
+        return f"{flag}: {target} is a folder; give a file name"
+    try:
+        check_output_folder(target.parent)
+    except OptionsError as exc:
+        return f"{flag}: {str(exc).split(': ', 1)[1]}"
+    return None
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" only where it tells the user something.
 
