@@ -324,3 +324,12 @@ def test_unwritable_output_file_is_refused_before_the_work(argv, tmp_path, tiny_
     assert cli.main(filled) in (1, 2)
     err = capsys.readouterr().err
     assert f"cannot write to {blocker} (File exists)" in err and "Errno" not in err and "enforce" not in err
+
+
+def test_models_table_keeps_its_columns(capsys):
+    assert cli.main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    header = lines[0]
+    for line in lines[1:]:  # every row's status starts under "status"; no description cut short
+        assert line[header.index("status"):].split()[0] in ("-", "ok"), line
+    assert any("initialises the GFPGANv1 decoder for training" in line for line in lines)

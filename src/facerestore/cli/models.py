@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.download:
         return status
     print(f"cache: {zoo.cache_dir()}")
-    print(f"{'name':26} {'file':36} {'size':>10}  {'what':48} status")
+    fw = max(len(e.filename) for e in zoo.MODELS)  # the StyleGAN2 file name is 47 characters
+    dw = max(len(e.description) for e in zoo.MODELS)
+    print(f"{'name':26} {'file':{fw}} {'size':>10}  {'what':{dw}} status")
     for entry in zoo.MODELS:
         path = zoo.locate(entry)
         state = "-" if path is None else str(path)
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 state = f"ok  {path}"
             except zoo.ChecksumError as exc:
                 state, status = f"BAD {exc}", 1
-        print(f"{entry.name:26} {entry.filename:36} {_human(entry.size):>10}  {entry.description[:48]:48} {state}")
-    print(f"{'mtcnn':26} {'(built in)':36} {'1.9 MiB':>10}  {'offline face detector, shipped with the package':48} ok")
+        print(f"{entry.name:26} {entry.filename:{fw}} {_human(entry.size):>10}  {entry.description:{dw}} {state}")
+    print(f"{'mtcnn':26} {'(built in)':{fw}} {'1.9 MiB':>10}  "
+          f"{'offline face detector, shipped with the package':{dw}} ok")
     return status
