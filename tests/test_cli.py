@@ -333,3 +333,8 @@ def test_models_table_keeps_its_columns(capsys):
     for line in lines[1:]:  # every row's status starts under "status"; no description cut short
         assert line[header.index("status"):].split()[0] in ("-", "ok"), line
     assert any("initialises the GFPGANv1 decoder for training" in line for line in lines)
+
+
+def test_summarize_names_a_missing_folder(tmp_path, capsys):
+    assert cli.main(["summarize", str(tmp_path / "typo")]) == 2
+    assert "typo: no such folder" in capsys.readouterr().err
