@@ -112,6 +112,17 @@ def options_from_args(args: argparse.Namespace):
         landmark_check=args.landmark_check, report=Path(args.report) if args.report else None)
 
 
+def _shard_summary(shard, videos: int, video_outcomes: list[tuple[Path, str | None]], *, interrupted: bool):
+    """The shard summary's video part; the photos' counts are added to it by the caller."""
+    from ..pipeline.shard import ShardSummary
+
+    return ShardSummary(shard=str(shard), inputs=videos,
+                        restored=sum(e is None for _, e in video_outcomes),
+                        restored_files=[str(v) for v, e in video_outcomes if e is None],
+                        failed=[{"file": str(v), "error": e} for v, e in video_outcomes if e is not None],
+                        interrupted=interrupted)
+
+
 def _count(value: float) -> float | int:
     # 1e8 from the command line is a float; keep non-finite values for validation to name.
     return int(value) if value == value and abs(value) != float("inf") else value
@@ -184,9 +195,13 @@ def run(args: argparse.Namespace) -> int:
     if videos and options.report is not None:  # the report schema has no video records yet
         _note(f"--report records photos only; the {len(videos)} video(s) of this run are not in it"
               + ("" if files else ", so no report is written"))
+    video_outcomes: list[tuple[Path, str | None]] = []
     if videos:  # videos first (cli/restore_video.py); the photos then reuse its loaded models
-        restorer, video_status = run_videos(args, options, videos, out_dir, _note, stems)
+        restorer, video_status = run_videos(args, options, videos, out_dir, _note, stems, video_outcomes)
         if not files or video_status in (2, 130):
+            if shard is not None and video_status != 2:  # else `summarize` calls this shard missing
+                interrupted = video_status == 130
+                _shard_summary(shard, len(videos), video_outcomes, interrupted=interrupted).write(out_dir, shard)
             return video_status
 
     def on_file(result: FileResult) -> None:
@@ -211,11 +226,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if shard is not None:
-        ShardSummary(shard=str(shard), inputs=share, skipped_complete=skipped, restored=summary.succeeded,
-                     faces=summary.faces, restored_files=[str(r.path) for r in summary.results if r.ok],
-                     failed=[{"file": str(p), "error": e} for p, e in summary.failures],
-                     interrupted=summary.interrupted, seconds=summary.seconds).write(out_dir, shard)
-        print(f"shard {shard}: {share} inputs, {skipped} already complete")
+        total = _shard_summary(shard, len(videos), video_outcomes, interrupted=summary.interrupted)
+        total.inputs += share
+        total.skipped_complete = skipped
+        total.restored += summary.succeeded
+        total.faces = summary.faces
+        total.restored_files += [str(r.path) for r in summary.results if r.ok]
+        total.failed += [{"file": str(p), "error": e} for p, e in summary.failures]
+        total.seconds = summary.seconds
+        total.write(out_dir, shard)
+        print(f"shard {shard}: {total.inputs} inputs, {skipped} already complete")
     print(summary.report())
     written = [name for name in OUTPUT_FOLDERS if (out_dir / name).is_dir()]  # --aligned has no restored_imgs
     if written:
