@@ -338,3 +338,9 @@ def test_models_table_keeps_its_columns(capsys):
 def test_summarize_names_a_missing_folder(tmp_path, capsys):
     assert cli.main(["summarize", str(tmp_path / "typo")]) == 2
     assert "typo: no such folder" in capsys.readouterr().err
+
+
+def test_unknown_model_names_the_flag(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    assert cli.main(["restore", "-i", str(tmp_path), "-o", str(tmp_path / "o"), "--model", "nothere.pth"]) != 0
+    assert "(--model): 'nothere.pth' is neither a file nor a known model name" in capsys.readouterr().err
