@@ -267,3 +267,19 @@ def test_cli_names_a_link_loop_and_skipped_entries(weights, tmp_path, capsys):
     loop.symlink_to(loop)
     assert cli.main(["restore", "-i", str(loop), "-o", str(tmp_path / "o"), "--model", str(weights["clean512"])]) == 2
     assert "symbolic link loop" in capsys.readouterr().err
+
+
+def test_half_precision_only_for_half_safe_networks(weights):
+    from facerestore.models import ModelDescriptor
+
+    assert load(weights["clean512"]).descriptor.half_safe  # fp32 style norm and demodulation inside
+
+    class UnknownNet(torch.nn.Module):
+        descriptor = ModelDescriptor("Mine", Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0))
+
+        def forward(self, x):
+            return x, None
+
+    with pytest.warns(UserWarning, match="runs in fp32"):
+        restorer = Restorer(model=UnknownNet(), detector="mtcnn", parser=None, half=True, allow_download=False)
+    assert restorer.dtype == torch.float32

@@ -51,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="face parsing model for the paste mask (parsenet, none, or a file); "
                         "none uses a soft square mask")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
+    p.add_argument("--half", action="store_true",
+                   help="face network in half precision: fp16 on CUDA, bf16 on CPU/MPS (faster on GPUs; "
+                        "differs from fp32 by a few grey levels)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="faces per network call, across the faces of a photo and of consecutive photos "
+                        "(default: by free GPU memory, at most 16; 1 on CPU)")
     p.add_argument("--seed", type=int, default=None,
                    help="draw fresh StyleGAN noise from this seed (default: the model's stored noise, "
                         "so results are reproducible)")
@@ -109,7 +115,8 @@ def options_from_args(args: argparse.Namespace):
         max_output_pixels=_count(args.max_output_pixels), color_match=args.color_match,
         identity_model=args.identity_model, min_identity=args.min_identity,
         identity_fallback=args.identity_fallback, det_threshold=args.det_threshold, min_face=args.min_face,
-        landmark_check=args.landmark_check, report=Path(args.report) if args.report else None)
+        landmark_check=args.landmark_check, report=Path(args.report) if args.report else None,
+        half=args.half, batch_size=args.batch_size)
 
 
 def _shard_summary(shard, videos: int, video_outcomes: list[tuple[Path, str | None]], *, interrupted: bool):

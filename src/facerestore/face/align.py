@@ -195,14 +195,34 @@ def parse_face_mask(parser: nn.Module, face_bgr_uint8: np.ndarray, device: torch
     Each pixel's argmax class is mapped through ``MASK_COLORMAP``; two 101-tap Gaussian blurs
     (sigma 11) feather the mask and a 10-pixel frame is cleared so the crop border never shows.
     """
+    return parse_face_masks(parser, [face_bgr_uint8], device)[0]
+
+
+def parse_face_masks(parser: nn.Module, faces_bgr_uint8: Sequence[np.ndarray], device: torch.device | str = "cpu",
+                     batch_size: int = 1) -> list[np.ndarray]:
+    """:func:`parse_face_mask` for several faces, ``batch_size`` per ParseNet call (1 on CPU
+    gives the official logits; batches pay on GPUs)."""
+    masks: list[np.ndarray] = []
+    for start in range(0, len(faces_bgr_uint8), max(1, batch_size)):
+        chunk = [_parser_input(face) for face in faces_bgr_uint8[start:start + max(1, batch_size)]]
+        # (B, 3, 512, 512) as a view of (B, H, W, 3): channels-last strides, like the helper's
+        # img2tensor; the layout picks the convolution algorithm, so it decides the last bits.
+        x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(device)
+        x = (x - 0.5) / 0.5
+        with torch.no_grad():
+            logits = parser(x)[0]  # (B, 19, 512, 512)
+        labels = logits.argmax(dim=1).cpu().numpy()  # (B, 512, 512)
+        masks.extend(_soft_mask(one) for one in labels)
+    return masks
+
+
+def _parser_input(face_bgr_uint8: np.ndarray) -> np.ndarray:
     face = cv2.resize(face_bgr_uint8, (512, 512), interpolation=cv2.INTER_LINEAR)
     face = cv2.cvtColor(face.astype(np.float32) / 255.0, cv2.COLOR_BGR2RGB)
-    x = torch.from_numpy(face.transpose(2, 0, 1)).unsqueeze(0).to(device)  # (1, 3, 512, 512)
-    x = (x - 0.5) / 0.5
-    with torch.no_grad():
-        logits = parser(x)[0]  # (1, 19, 512, 512)
-    labels = logits.argmax(dim=1).squeeze(0).cpu().numpy()  # (512, 512)
+    return face  # (512, 512, 3) RGB in [0, 1]
 
+
+def _soft_mask(labels: np.ndarray) -> np.ndarray:
     mask = np.asarray(MASK_COLORMAP, dtype=np.float64)[labels]
     mask = cv2.GaussianBlur(mask, (101, 101), 11)
     mask = cv2.GaussianBlur(mask, (101, 101), 11)
@@ -275,24 +295,83 @@ def paste_faces(
     out = cv2.resize(background, (w_up, h_up), interpolation=cv2.INTER_LANCZOS4)
     if out.ndim == 2:
         out = out[:, :, None]
-    alpha = out[:, :, 3:] if out.shape[2] == 4 else None
-    out = out[:, :, :3]
+    if not restored_faces:
+        return out
+    if out.shape[2] == 1:  # a grey background: the blend with BGR faces makes it BGR, as in the helper
+        out = np.repeat(out, 3, axis=2)
+    canvas = out[:, :, :3]  # blended in place; an alpha channel passes through untouched
 
-    for face, inv_affine, parse_mask in zip(restored_faces, inverse_affines, face_masks):
-        inv_face = cv2.warpAffine(face, inv_affine, (w_up, h_up))  # uint8, black outside the crop
-        if parse_mask is None:
-            hard, soft = square_paste_mask(inv_affine, face.shape, out_size, upscale)
-            pasted = hard[:, :, None] * inv_face  # float32
-            weight = soft[:, :, None]
-        else:
-            mask = cv2.resize(parse_mask, (face.shape[1], face.shape[0]))
-            # flags=3 (INTER_AREA) is what the helper passes; warpAffine treats it as bilinear.
-            weight = cv2.warpAffine(mask, inv_affine, (w_up, h_up), flags=cv2.INTER_AREA)[:, :, None]
-            pasted = inv_face  # no erosion: the parse mask is already 0 at the crop border
-        if sixteen_bit:
-            pasted = pasted * np.float32(face_range)
-        out = weight * pasted + (1 - weight) * out
+    # The helper blends each face over the whole upscaled image in float64; outside a face's
+    # footprint its weight is exactly 0, so ``0 * face + 1 * out`` gives ``out`` back unchanged.
+    # We therefore blend only inside each face's footprint (the warped crop square, padded), and
+    # faces whose footprints overlap together over their union, in order, so the second sees the
+    # first's unrounded float result as in the helper. The warps themselves stay full-size:
+    # OpenCV's warpAffine rounds differently for a shifted or smaller destination.
+    boxes = [footprint(inv, face.shape, out_size) for face, inv in zip(restored_faces, inverse_affines)]
+    for group in _overlapping_groups(boxes):
+        y0 = min(boxes[i][0] for i in group)
+        y1 = max(boxes[i][1] for i in group)
+        x0 = min(boxes[i][2] for i in group)
+        x1 = max(boxes[i][3] for i in group)
+        if y0 >= y1 or x0 >= x1:
+            continue  # entirely outside the image
+        region = canvas[y0:y1, x0:x1]
+        for i in group:
+            face, inv_affine, parse_mask = restored_faces[i], inverse_affines[i], face_masks[i]
+            inv_face = cv2.warpAffine(face, inv_affine, (w_up, h_up))[y0:y1, x0:x1]  # black outside the crop
+            if parse_mask is None:
+                hard, soft = square_paste_mask(inv_affine, face.shape, out_size, upscale)
+                pasted = hard[y0:y1, x0:x1, None] * inv_face  # float32
+                weight = soft[y0:y1, x0:x1, None]
+            else:
+                mask = cv2.resize(parse_mask, (face.shape[1], face.shape[0]))
+                # flags=3 (INTER_AREA) is what the helper passes; warpAffine treats it as bilinear.
+                weight = cv2.warpAffine(mask, inv_affine, (w_up, h_up), flags=cv2.INTER_AREA)[y0:y1, x0:x1, None]
+                pasted = inv_face  # no erosion: the parse mask is already 0 at the crop border
+            if sixteen_bit:
+                pasted = pasted * np.float32(face_range)
+            region = weight * pasted + (1 - weight) * region
+        canvas[y0:y1, x0:x1] = region.astype(canvas.dtype)  # truncated, as the helper's astype
+    return out
 
-    if alpha is not None:
-        out = np.concatenate([out, alpha], axis=2)
-    return out.astype(np.uint16 if sixteen_bit else np.uint8)
+
+def footprint(inv_affine: np.ndarray, face_shape: Sequence[int], out_size: tuple[int, int],
+              pad: int = 3) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: the part of the ``out_size`` image a pasted crop can touch.
+
+    A bilinear warp reads a destination pixel from the crop only if it maps to within one
+    pixel of the crop, so the warped square ``[-1, w] x [-1, h]`` plus a margin for OpenCV's
+    fixed-point coordinates bounds every non-zero warped value (a test checks it against full
+    warps). Clipped to the image; empty (``y0 >= y1``) when the face lies outside it.
+    """
+    h, w = face_shape[:2]
+    corners = np.array([[-1, -1, 1], [w, -1, 1], [-1, h, 1], [w, h, 1]], dtype=np.float64)
+    xy = corners @ np.asarray(inv_affine, dtype=np.float64).T
+    h_up, w_up = out_size
+    x0 = int(np.clip(np.floor(xy[:, 0].min()) - pad, 0, w_up))
+    x1 = int(np.clip(np.ceil(xy[:, 0].max()) + pad + 1, 0, w_up))
+    y0 = int(np.clip(np.floor(xy[:, 1].min()) - pad, 0, h_up))
+    y1 = int(np.clip(np.ceil(xy[:, 1].max()) + pad + 1, 0, h_up))
+    return y0, y1, x0, x1
+
+
+def _overlapping_groups(boxes: Sequence[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Indices of ``(y0, y1, x0, x1)`` boxes grouped so that boxes which overlap (directly or
+    through others) share a group; each group in ascending order (the paste order)."""
+    parent = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(boxes):
+        for j in range(i):
+            b = boxes[j]
+            if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])

@@ -76,17 +76,19 @@ def describe(model: nn.Module) -> ModelDescriptor:
         return declared
     name = type(model).__name__
     if isinstance(model, (GFPGANv1Clean, GFPGANBilinear, GFPGANv1)):
-        # The StyleGAN2 style normalisation overflows in fp16 (GFPGAN #50): not half-safe as is.
+        # The StyleGAN2 style normalisation overflows in fp16 (GFPGAN #50); our forward keeps it
+        # and the demodulation sums in fp32 (archs/stylegan2.py), which is what makes it half-safe.
         return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=_gfpgan_size(model),
-                               input_range=(-1.0, 1.0), takes_noise=True)
+                               input_range=(-1.0, 1.0), takes_noise=True, half_safe=True)
     if isinstance(model, RestoreFormer):
+        # Codebook distances stay in fp32 (archs/restoreformer.py).
         return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
-                               size_multiple=32)
+                               size_multiple=32, half_safe=True)
     if isinstance(model, RRDBNet):
         scale = int(model.scale)
         # x2 and x1 models start with a pixel-unshuffle by 2 and 4.
         multiple = {1: 4, 2: 2}.get(scale)
-        return ModelDescriptor(name, Purpose.UPSCALING, scale=scale, size_multiple=multiple)
+        return ModelDescriptor(name, Purpose.UPSCALING, scale=scale, size_multiple=multiple, half_safe=True)
     if isinstance(model, RetinaFace):
         return ModelDescriptor(name, Purpose.FACE_DETECTION, input_range=(-123.0, 151.0))
     if isinstance(model, ParseNet):

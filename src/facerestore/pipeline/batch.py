@@ -1,4 +1,5 @@
-"""Restore files into the official output layout, one file after another.
+"""Restore files into the official output layout, in input order (the next file is decoded and
+the previous one written in threads while one is restored; on GPUs consecutive files share batches).
 
 One bad file never stops the batch: it is reported, leaves no output behind, and the run goes
 on. Nothing that was complete before a run is gone after it: the outputs of a photo are staged
@@ -16,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
 import numpy as np
@@ -172,6 +174,23 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
                  protected: set[Path] = frozenset()) -> FileResult:
     """Restore one file and write its outputs together. Raises on failure; then nothing of this
     file was written and earlier results under the same names are untouched."""
+    read = read_file(path, options)
+    return write_outputs(*compute_file(restorer, read, out_dir, options, stem=stem), out_dir, protected)
+
+
+@dataclass
+class _Read:
+    """A decoded input, ready for the networks (what :func:`read_file` gives)."""
+
+    path: Path
+    loaded: LoadedImage
+    ext: str
+    result: FileResult
+    seconds: float
+
+
+def read_file(path: Path, options: RestoreOptions) -> _Read:
+    """Check and decode one input (the part of :func:`restore_file` that can run ahead in a thread)."""
     start = time.perf_counter()
     result = FileResult(path)
     check_output_size(path, options)
@@ -187,10 +206,25 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
         result.size_bytes = path.stat().st_size
     except OSError:
         pass
-    args = dict(has_aligned=options.aligned, only_center_face=options.only_center_face, paste_back=True,
+    return _Read(path, loaded, ext, result, time.perf_counter() - start)
+
+
+def _restore_args(options: RestoreOptions) -> dict:
+    return dict(has_aligned=options.aligned, only_center_face=options.only_center_face, paste_back=True,
                 weight=options.weight)
-    if hasattr(restorer, "restore"):
-        restored_all = restorer.restore(_as_cv2_array(loaded), **args)
+
+
+def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, *, stem: str | None = None,
+                 restored_all=None) -> tuple[FileResult, list[tuple[Path, np.ndarray]], float]:
+    """Restore a decoded input: its result record, the images to write, and the seconds spent.
+    ``restored_all``: the input's :class:`RestoreResult` when it was already restored (with
+    other files' faces, by ``restore_many``)."""
+    start = time.perf_counter()
+    path, loaded, ext, result = read.path, read.loaded, read.ext, read.result
+    args = _restore_args(options)
+    if restored_all is not None or hasattr(restorer, "restore"):
+        if restored_all is None:
+            restored_all = restorer.restore(_as_cv2_array(loaded), **args)
         cropped, restored, restored_img = restored_all.cropped, restored_all.restored, restored_all.image
         result.face_records = restored_all.faces
         result.notes.extend(f"{path.name}: {message}" for message in restored_all.notes)
@@ -214,7 +248,14 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
             colour = np.repeat(colour[:, :, None], 3, axis=2)
         final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
         images.append((targets["restored_imgs"][0], final))
+    result.faces = len(cropped)
+    return result, images, read.seconds + time.perf_counter() - start
 
+
+def write_outputs(result: FileResult, images: list[tuple[Path, np.ndarray]], seconds: float, out_dir: Path,
+                  protected: set[Path] = frozenset()) -> FileResult:
+    """Encode and write a file's outputs together (staged, then renamed into place at once)."""
+    start = time.perf_counter()
     for target, _ in images:
         if target.resolve() in protected:
             raise ImageWriteError(target, "would overwrite an input file; choose another output folder")
@@ -228,9 +269,42 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
             result.outputs = staged.commit()
         except OSError as exc:
             raise ImageWriteError(out_dir, f"cannot write the results ({exc.strerror or exc})") from exc
-    result.faces = len(cropped)
-    result.seconds = time.perf_counter() - start
+    result.seconds = seconds + time.perf_counter() - start
     return result
+
+
+_MAX_FILES_PER_GROUP = 8  # decoded photos held at once when their faces are batched together
+
+
+def _files_per_group(restorer) -> int:
+    """Files restored together: 1 unless the restorer batches faces (a GPU's batch size)."""
+    batch_size = getattr(restorer, "batch_size", 1)
+    if not hasattr(restorer, "restore_many") or not isinstance(batch_size, int) or batch_size <= 1:
+        return 1
+    return max(1, min(_MAX_FILES_PER_GROUP, batch_size // 2))
+
+
+def _restore_together(restorer, reads: list[_Read], options: RestoreOptions) -> dict[int, tuple[object, float]]:
+    """``{id(read): (RestoreResult, seconds)}`` for files whose faces went through the network
+    together; empty when there is one file, or when that failed (then each file is restored
+    on its own, so that a bad one is named and the others succeed)."""
+    if len(reads) < 2:
+        return {}
+    start = time.perf_counter()
+    try:
+        results = restorer.restore_many([_as_cv2_array(r.loaded) for r in reads], **_restore_args(options))
+    except Exception:
+        return {}
+    share = (time.perf_counter() - start) / len(reads)
+    return {id(r): (res, share) for r, res in zip(reads, results)}
+
+
+def _failed(path: Path, exc: BaseException) -> FileResult:
+    """The result of a file that failed: a bad input or output says why; anything else keeps
+    the exception for a traceback. One bad file must not stop the batch."""
+    if isinstance(exc, (ImageReadError, ImageWriteError, OutputTooLargeError)):
+        return FileResult(path, error=str(exc))
+    return FileResult(path, error=f"{path}: {type(exc).__name__}: {exc}", exception=exc)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -239,7 +313,7 @@ def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *
 def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, restorer=None,
               on_note: NoteCallback | None = None, on_file: Callable[[FileResult], None] | None = None,
               progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
-              stems: dict[Path, str] | None = None) -> BatchSummary:
+              stems: dict[Path, str] | None = None, overlap: bool = True) -> BatchSummary:
     """Restore ``files`` into ``out_dir``; returns what happened, file by file.
 
     ``options`` is validated and the output folder and input/output clashes are checked before
@@ -248,6 +322,8 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
     ``progress`` wraps the file iterable (a progress bar). ``stems`` names each file's results
     (default :func:`output_stems`; a sharded run passes the names computed over all inputs). Ctrl-C stops after the current file's
     outputs are either all written or not at all; the summary says so (``interrupted``).
+    ``overlap`` decodes the next file and writes the previous one in threads while a file is
+    restored (the outputs are the same either way).
     """
     from .options import check_output_folder
     from .restorer import Restorer
@@ -274,22 +350,88 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         for warning in caught:
             note(str(warning.message))
     summary.model_files = dict(getattr(restorer, "model_files", {}))
-    try:
-        for path in (progress(files) if progress else files):
-            try:
-                result = restore_file(restorer, path, out_dir, options, stem=stems[path], protected=protected)
-            except (ImageReadError, ImageWriteError, OutputTooLargeError) as exc:
-                result = FileResult(path, error=str(exc))
-            except Exception as exc:  # one bad file must not stop the batch
-                result = FileResult(path, error=f"{path}: {type(exc).__name__}: {exc}", exception=exc)
-            for message in result.notes:
-                if on_note is not None:
-                    on_note(message)
-            summary.results.append(result)
-            if on_file is not None:
-                on_file(result)
-    except KeyboardInterrupt:
-        summary.interrupted = True
+
+    def record(result: FileResult) -> None:
+        for message in result.notes:
+            if on_note is not None:
+                on_note(message)
+        summary.results.append(result)
+        if on_file is not None:
+            on_file(result)
+
+    # Decoding the next files and encoding/writing the previous one run in two threads while
+    # this one computes (OpenCV and numpy release the GIL). Results are recorded in input order,
+    # and each file's outputs are still staged and committed together by write_outputs. With a
+    # batch size above 1 (GPUs) consecutive files are restored together, their faces batched.
+    group = _files_per_group(restorer)
+    with ThreadPoolExecutor(max_workers=2 if overlap else 1, thread_name_prefix="facerestore-io") as pool:
+        reads: dict[int, Future] = {}
+
+        def prefetch(low: int, high: int) -> None:
+            for j in range(low, min(high, len(files))):
+                if overlap and j not in reads:
+                    reads[j] = pool.submit(read_file, files[j], options)
+
+        writing: tuple[Path, Future] | None = None
+
+        def finish_write() -> None:
+            nonlocal writing
+            if writing is not None:
+                path, future = writing
+                writing = None
+                try:
+                    record(future.result())
+                except Exception as exc:
+                    record(_failed(path, exc))
+
+        def process(items: list[tuple[int, Path]]) -> None:
+            nonlocal writing
+            loaded: list[tuple[Path, _Read | BaseException]] = []
+            for i, path in items:
+                future = reads.pop(i, None)
+                try:
+                    if future is not None and path == files[i]:
+                        loaded.append((path, future.result()))
+                    else:  # no read ahead (overlap off), or a progress wrapper that reordered
+                        loaded.append((path, read_file(path, options)))
+                except Exception as exc:
+                    loaded.append((path, exc))
+            together = _restore_together(restorer, [r for _, r in loaded if isinstance(r, _Read)], options)
+            for k, (path, read) in enumerate(loaded):
+                try:
+                    if isinstance(read, BaseException):
+                        raise read
+                    done = together.get(id(read))
+                    result, images, seconds = compute_file(restorer, read, out_dir, options, stem=stems[path],
+                                                           restored_all=done[0] if done else None)
+                    seconds += done[1] if done else 0.0
+                except Exception as exc:
+                    finish_write()
+                    record(_failed(path, exc))
+                    continue
+                finish_write()
+                writing = (path, pool.submit(write_outputs, result, images, seconds, out_dir, protected))
+                if not overlap:
+                    finish_write()
+
+        prefetch(0, group + 1)
+        items: list[tuple[int, Path]] = []
+        try:
+            for i, path in enumerate(progress(files) if progress else files):
+                items.append((i, path))
+                if len(items) < group and i + 1 < len(files):
+                    continue
+                prefetch(i + 1, i + 1 + group)
+                batch_items, items = items, []
+                process(batch_items)
+            if items:
+                process(items)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for future in reads.values():
+                future.cancel()
+        finally:
+            finish_write()  # a started write completes (all of a file's outputs or none)
     summary.seconds = time.perf_counter() - start
     if options.report is not None:
         from .report import build_report, write_report

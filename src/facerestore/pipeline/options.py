@@ -64,7 +64,8 @@ class RestoreOptions:
     only_center_face: bool = False
     aligned: bool = False
     seed: int | None = None
-    batch_size: int | None = None
+    batch_size: int | None = None  # faces per network call; None: by free memory on GPUs, 1 on CPU
+    half: bool = False  # face network in fp16 (CUDA) / bf16 (CPU, MPS); fp32 gives the official pixels
     eye_dist_threshold: float = 5.0
     keep_grey: bool = True
     # control and trust (issue 10)
@@ -104,7 +105,7 @@ class RestoreOptions:
         if self.seed is not None:
             _integer("--seed", self.seed, low=0)
         if self.batch_size is not None:
-            _integer("batch_size", self.batch_size, low=1)
+            _integer("--batch-size", self.batch_size, low=1)
         if self.ext not in ("auto", "jpg", "png"):
             raise OptionsError("--ext", f"'{self.ext}' is not one of auto, jpg, png")
         if self.suffix is not None and any(c in str(self.suffix) for c in "/\\\0"):

@@ -128,6 +128,19 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Prepared:
+    """One image after detection and alignment, waiting for the face network."""
+
+    img: np.ndarray
+    cropped: list[np.ndarray]
+    affines: list[np.ndarray] = field(default_factory=list)
+    points: np.ndarray | None = None
+    dets: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    aligned: bool = False
+
+
 # Weights tried, as fractions of the asked one, when identity_fallback="lower"; 0 is the input face.
 _LOWER_WEIGHT_STEPS = (0.75, 0.5, 0.25, 0.0)
 
@@ -151,8 +164,14 @@ class Restorer:
         device: torch device for every network.
         seed: ``None`` uses the model's stored StyleGAN noise (deterministic, the default);
             an integer draws fresh noise from that seed, the same for every call.
-        batch_size: faces restored per network call; by default 4 on CUDA and 1 on CPU, where
-            batching measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
+        batch_size: faces restored per network call (faces of one photo, and of several photos
+            in :func:`~facerestore.pipeline.batch.run_batch`); by default sized by the free
+            memory on CUDA/MPS (:func:`auto_batch_size`, at most 16) and 1 on CPU, where batching
+            measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
+        half: run the face network in half precision: fp16 on CUDA, bf16 on CPU and MPS. The
+            style normalisation and demodulation sums stay fp32 (fp16 overflows there); the
+            output differs from fp32 by up to a few grey levels. Face parsing, detection and the
+            background upsampler stay fp32. Off by default (fp32 gives the official pixels).
         eye_dist_threshold: faces whose eyes are closer than this (pixels) are skipped.
         keep_grey: grey input comes back grey (set False to keep the network's colours).
         allow_download: fetch missing zoo weights on first use.
@@ -178,15 +197,13 @@ class Restorer:
                  keep_grey: bool = True, allow_download: bool = True, color_match: bool = False,
                  identity: str | Path | nn.Module | None = None, min_identity: float | None = None,
                  identity_fallback: str = "input", det_threshold: float | None = None,
-                 min_face: int | None = None, landmark_check: bool = True) -> None:
+                 min_face: int | None = None, landmark_check: bool = True, half: bool = False) -> None:
         if upscale < 1:
             raise ValueError(f"upscale must be >= 1, got {upscale}")
         self.device = torch.device(device)
         self.upscale = upscale
         self.seed = seed
-        if batch_size is None:
-            batch_size = 4 if self.device.type == "cuda" else 1
-        self.batch_size = max(1, int(batch_size))
+        self.dtype = half_dtype(self.device) if half else torch.float32
         self.eye_dist_threshold = eye_dist_threshold
         self.keep_grey = keep_grey
         self.color_match = bool(color_match)
@@ -201,6 +218,14 @@ class Restorer:
                     role="the face model (--model)")
         self.net, self.descriptor = face.model, face.descriptor
         self.face_size = face.descriptor.input_size or FACE_SIZE
+        if half and not face.descriptor.half_safe:
+            warnings.warn(f"{face.descriptor} is not known to be safe in half precision; it runs in fp32",
+                          stacklevel=2)
+            half, self.dtype = False, torch.float32
+        if half:
+            self.net = _to_half(self.net, self.dtype)
+        self.batch_size = (max(1, int(batch_size)) if batch_size is not None
+                           else auto_batch_size(self.device, self.dtype, self.face_size))
         self.model_files = {"model": face.source}
         self.detector = (detector if hasattr(detector, "detect") and not isinstance(detector, nn.Module)
                          else load_detector(detector, self.device, allow_download=allow_download,
@@ -234,7 +259,7 @@ class Restorer:
                    allow_download=options.allow_download, color_match=options.color_match,
                    identity=options.identity_model, min_identity=options.min_identity,
                    identity_fallback=options.identity_fallback, det_threshold=options.det_threshold,
-                   min_face=options.min_face, landmark_check=options.landmark_check)
+                   min_face=options.min_face, landmark_check=options.landmark_check, half=options.half)
 
     def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
         if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
@@ -308,7 +333,7 @@ class Restorer:
             # Contiguous NCHW: a channels-last input sends convolutions down another oneDNN path
             # whose sums differ in the last bits from the official ones.
             x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).contiguous().to(self.device)
-            x = (x - 0.5) / 0.5
+            x = ((x - 0.5) / 0.5).to(self.dtype)
             y = self._forward(x).float().clamp_(-1, 1)
             y = ((y + 1) / 2 * 255.0).round().permute(0, 2, 3, 1).cpu().numpy()[..., ::-1]  # (B,H,W,3) BGR
             restored.extend(np.ascontiguousarray(face).astype(np.uint8) for face in y)
@@ -360,43 +385,71 @@ class Restorer:
                 paste_back: bool = True, weight: float = 0.5,
                 landmarks: Sequence[np.ndarray] | None = None) -> RestoreResult:
         """:meth:`enhance`, returning a :class:`RestoreResult` with per-face records and notes."""
+        return self.restore_many([img], has_aligned=has_aligned, only_center_face=only_center_face,
+                                 paste_back=paste_back, weight=weight,
+                                 landmarks=None if landmarks is None else [landmarks])[0]
+
+    def restore_many(self, images: Sequence[np.ndarray], has_aligned: bool = False, only_center_face: bool = False,
+                     paste_back: bool = True, weight: float = 0.5,
+                     landmarks: Sequence[Sequence[np.ndarray] | None] | None = None) -> list[RestoreResult]:
+        """:meth:`restore` for several images, their faces sent through the network together
+        (``batch_size`` per call: on a GPU a batch of faces costs little more than one).
+        ``landmarks``: ``None``, or one entry per image (``None`` there detects). Each result
+        equals what :meth:`restore` gives for that image with the same batch size."""
+        weight = check_weight(weight)
+        landmarks = [None] * len(images) if landmarks is None else list(landmarks)
+        if len(landmarks) != len(images):
+            raise ValueError(f"{len(images)} images but {len(landmarks)} landmark entries")
+        prepared = [self._prepare(img, has_aligned, only_center_face, lms) for img, lms in zip(images, landmarks)]
+        raw_all = self.restore_faces([crop for p in prepared for crop in p.cropped])
+        results, taken = [], 0
+        for p in prepared:
+            raw = raw_all[taken:taken + len(p.cropped)]
+            taken += len(p.cropped)
+            restored, records = self._restore_crops(p.cropped, weight, p.notes, raw=raw)
+            if p.aligned:
+                results.append(RestoreResult(p.cropped, restored, None, records, p.notes))
+                continue
+            for i, record in enumerate(records):
+                record.landmarks = np.asarray(p.points[i], np.float64).round(2).tolist()
+                if p.dets is not None:
+                    record.box = np.asarray(p.dets[i, :4], np.float64).round(2).tolist()
+                    record.score = round(float(p.dets[i, 4]), 6)
+            image = self.paste_back(p.img, restored, p.affines) if paste_back else None
+            results.append(RestoreResult(p.cropped, restored, image, records, p.notes))
+        return results
+
+    def _prepare(self, img: np.ndarray, has_aligned: bool, only_center_face: bool,
+                 landmarks: Sequence[np.ndarray] | None) -> "_Prepared":
+        """Checks, detection and alignment: everything before the face network."""
         _check_image(img)
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]  # one grey layout from here on
-        weight = check_weight(weight)
         bgr8 = _as_bgr8(img)
-        notes: list[str] = []
         if has_aligned:
             # The official path: any aligned face is brought to the network's size.
             size = self.face_size
-            cropped = [cv2.resize(bgr8, (size, size), interpolation=cv2.INTER_LINEAR)]
-            restored, records = self._restore_crops(cropped, weight, notes)
-            return RestoreResult(cropped, restored, None, records, notes)
-
-        dets = None
+            return _Prepared(img, [cv2.resize(bgr8, (size, size), interpolation=cv2.INTER_LINEAR)], aligned=True)
+        prepared = _Prepared(img, [])
         if landmarks is None:
-            dets, found_notes = self.detect_faces(bgr8, only_center_face)
-            notes.extend(found_notes)
-            points = align.landmarks_from_detections(dets)
+            prepared.dets, found_notes = self.detect_faces(bgr8, only_center_face)
+            prepared.notes.extend(found_notes)
+            prepared.points = align.landmarks_from_detections(prepared.dets)
         else:
-            points = landmark_batch(landmarks)
+            prepared.points = landmark_batch(landmarks)
         # Crops come from the full-precision image (16-bit data keeps its precision until the net).
         source = align.prepare_input(img)
-        crops, affines = align.align_faces(source, list(points), self.face_size)
-        cropped = [np.clip(np.round(c), 0, 255).astype(np.uint8) if c.dtype != np.uint8 else c for c in crops]
-        restored, records = self._restore_crops(cropped, weight, notes)
-        for i, record in enumerate(records):
-            record.landmarks = np.asarray(points[i], np.float64).round(2).tolist()
-            if dets is not None:
-                record.box = np.asarray(dets[i, :4], np.float64).round(2).tolist()
-                record.score = round(float(dets[i, 4]), 6)
-        image = self.paste_back(img, restored, affines) if paste_back else None
-        return RestoreResult(cropped, restored, image, records, notes)
+        crops, prepared.affines = align.align_faces(source, list(prepared.points), self.face_size)
+        prepared.cropped = [np.clip(np.round(c), 0, 255).astype(np.uint8) if c.dtype != np.uint8 else c
+                            for c in crops]
+        return prepared
 
     def _restore_crops(self, cropped: list[np.ndarray], weight: float, notes: list[str],
-                       ) -> tuple[list[np.ndarray], list[FaceRecord]]:
-        """Network, colour match, blend, identity score and the ``min_identity`` fallback."""
-        raw = self.restore_faces(cropped)
+                       raw: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[FaceRecord]]:
+        """Network (unless its ``raw`` output is given), colour match, blend, identity score and
+        the ``min_identity`` fallback."""
+        if raw is None:
+            raw = self.restore_faces(cropped)
         if self.color_match:
             from .colour import match_colour
 
@@ -447,7 +500,7 @@ class Restorer:
             background = img  # paste_faces resizes it with Lanczos, as the official helper does
         masks = None
         if self.parser is not None:
-            masks = [align.parse_face_mask(self.parser, face, self.device) for face in restored]
+            masks = align.parse_face_masks(self.parser, restored, self.device, self.batch_size)
         inverse = [align.inverse_affine(a, self.upscale) for a in affines]
         out = align.paste_faces(background, list(restored), inverse, self.upscale, masks, out_size)
         if self.keep_grey and is_grey(img):
@@ -457,6 +510,44 @@ class Restorer:
             out = out.copy()
             out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
         return out
+
+
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The half-precision type for ``device``: fp16 on CUDA (tensor cores), bf16 elsewhere
+    (CPUs run fp16 slower than fp32; bf16 keeps fp32's range)."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def _to_half(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``facerestore.export.to_half`` where present (it checks the network keeps its unsafe
+    reductions in fp32); otherwise a plain cast."""
+    try:
+        from ..export import to_half
+    except ImportError:
+        return net.to(dtype)
+    return to_half(net, dtype)
+
+
+# Working memory of one face through GFPGANv1Clean at 512² in inference, fp32 (halved for
+# fp16/bf16): an estimate with a margin (the U-Net's skip features at 512² and 256² are ~0.3 GiB),
+# not yet measured on a GPU; benchmarks/bench_faces.py prints the measured MiB/face.
+_BYTES_PER_FACE_512 = 1.0 * 2**30
+_MAX_AUTO_BATCH = 16
+
+
+def auto_batch_size(device: torch.device | str, dtype: torch.dtype = torch.float32, face_size: int = FACE_SIZE,
+                    ) -> int:
+    """Faces per network call when none is given: 1 on CPU (batching measured slower per face
+    there); on CUDA as many as half the free memory holds, at most 16."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 1
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except (RuntimeError, AssertionError):  # no driver: let the first forward say so
+        return 1
+    per_face = _BYTES_PER_FACE_512 * (face_size / 512) ** 2 * (0.5 if dtype != torch.float32 else 1.0)
+    return int(max(1, min(_MAX_AUTO_BATCH, free * 0.5 // per_face)))
 
 
 def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool) -> object:
