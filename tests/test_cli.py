@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -248,3 +249,98 @@ def test_inputs_sharing_a_stem_do_not_overwrite_each_other(shared_data, tiny_che
     out = tmp_path / "out"
     assert _restore(inp, out, tiny_checkpoint, "--aligned") == 0
     assert {p.name for p in (out / "restored_faces").iterdir()} == {"a_jpg_00.png", "a_png_00.png"}
+
+
+def test_official_long_version_flag_restores_instead_of_printing_the_version(tmp_path, capsys):
+    # `--version 1.3 -i x` is inference_gfpgan.py's model-version flag; it used to print our
+    # version and exit 0 without restoring anything.
+    assert cli.main(["--version", "1.3", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("facerestore ")
+
+
+@pytest.mark.parametrize("command", ["restore", "evaluate", "serve"])
+def test_help_states_defaults_that_are_true(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: True)" not in text and "(default: False)" not in text
+    assert re.search(r"\(default: [^)]*\) \(default:", text) is None  # said twice
+    if command == "restore":
+        assert "cannot be a face --report" in text  # --no-landmark-check: no "(default: True)"
+        assert "optical flow between (default: 1)" in text  # 1 == True must still be shown
+
+
+def test_models_names_a_cached_file_of_the_wrong_size(tmp_path, capsys):
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    (cache / "GFPGANv1.4.pth").write_bytes(b"partial download")
+    assert cli.main(["models", "--verify"]) == 1
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("v1.4 "))
+    assert "BAD" in line and "16 bytes" in line
+    assert "16 bytes, not the expected" in zoo.missing_message(zoo.find_entry("v1.4"), "offline")
+
+
+def test_aligned_run_loads_no_parser_and_names_only_written_folders(shared_data, tiny_checkpoint, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "out"
+    assert cli.main(["restore", "-i", str(shared_data / "aligned" / "Adele_crop.png"), "-o", str(out),
+                     "--model", str(tiny_checkpoint), "--aligned"]) == 0
+    captured = capsys.readouterr()
+    assert "ParseNet" not in captured.err and "Real-ESRGAN" not in captured.err  # nothing is pasted
+    assert f"results in {out}/{{cropped_faces,restored_faces,cmp}}" in captured.out
+    assert not (out / "restored_imgs").exists()
+
+
+def test_report_and_json_never_overwrite_an_input(shared_data, tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(shared_data / "aligned" / "Adele_crop.png", inp / "a.png")
+    before = (inp / "a.png").read_bytes()
+    # refused before any model is loaded (there is none here), so both are cheap
+    assert cli.main(["restore", "-i", str(inp), "-o", str(tmp_path / "o"), "--aligned",
+                     "--report", str(inp / "a.png")]) == 2
+    assert "--report" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--restored", str(inp), "--metrics", "niqe", "--json", str(inp / "a.png")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert (inp / "a.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv", [["components", "{data}", "-o", "{blocker}/boxes.pth"],
+                                  ["convert", "{ckpt}", "{blocker}/clean.pth"],
+                                  ["export", "{ckpt}", "{blocker}/model.onnx"]])
+def test_unwritable_output_file_is_refused_before_the_work(argv, tmp_path, tiny_checkpoint, capsys):
+    # A file where the output's folder should be: once a raw OSError after the whole detection
+    # pass or export ("[enforce fail at inline_container.cc:747]", "[Errno 17] File exists").
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    data = tmp_path / "faces"
+    data.mkdir()
+    cv2.imwrite(str(data / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    filled = [a.format(data=data, blocker=blocker, ckpt=tiny_checkpoint) for a in argv]
+    assert cli.main(filled) in (1, 2)
+    err = capsys.readouterr().err
+    assert f"cannot write to {blocker} (File exists)" in err and "Errno" not in err and "enforce" not in err
+
+
+def test_models_table_keeps_its_columns(capsys):
+    assert cli.main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    header = lines[0]
+    for line in lines[1:]:  # every row's status starts under "status"; no description cut short
+        assert line[header.index("status"):].split()[0] in ("-", "ok"), line
+    assert any("initialises the GFPGANv1 decoder for training" in line for line in lines)
+
+
+def test_summarize_names_a_missing_folder(tmp_path, capsys):
+    assert cli.main(["summarize", str(tmp_path / "typo")]) == 2
+    assert "typo: no such folder" in capsys.readouterr().err
+
+
+def test_unknown_model_names_the_flag(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    assert cli.main(["restore", "-i", str(tmp_path), "-o", str(tmp_path / "o"), "--model", "nothere.pth"]) != 0
+    assert "(--model): 'nothere.pth' is neither a file nor a known model name" in capsys.readouterr().err

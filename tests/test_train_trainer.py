@@ -145,6 +145,8 @@ def test_official_options_are_read_and_missing_files_named(tmp_path, monkeypatch
                    "FFHQ_eye_mouth_landmarks_512.pth", "vgg19-dcbb9e9d.pth", "validation/input"):
         assert needle in err, needle
     assert "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in err
+    # a relative dataroot is read from the working folder, not the option file's: say which
+    assert f"datasets/ffhq/ffhq_512 (relative to the current folder {tmp_path})" in err
 
 
 def test_option_errors_name_the_key(tmp_path):

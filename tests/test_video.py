@@ -452,3 +452,30 @@ def test_bad_options_are_refused_before_any_work(clips, face, tiny_checkpoint, t
     with pytest.raises(Exception, match="cannot hold h264"):
         r.enhance_video(clips["plain"], tmp_path / "x.webm")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_says_that_report_leaves_videos_out(clips, tiny_checkpoint, tmp_path, capsys):
+    # --report has no video records: a video-only run used to end without the report and without a word.
+    src = tmp_path / "bad.mp4"
+    src.write_bytes(clips["plain"].read_bytes()[:3000])  # fails fast; the note comes before the work
+    out = tmp_path / "out"
+    cli.main(["restore", "-i", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--detector", "mtcnn",
+              "--parser", "none", "--bg_upsampler", "none", "--report", str(out / "r.json")])
+    err = capsys.readouterr().err
+    assert "--report records photos only; the 1 video(s) of this run are not in it, so no report is written" in err
+    assert not (out / "r.json").exists()
+
+
+def test_a_shard_of_only_videos_writes_its_summary(clips, tiny_checkpoint, tmp_path, capsys):
+    # It used to return before the shard summary, so `summarize` called the shard missing.
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bad.mp4").write_bytes(clips["plain"].read_bytes()[:3000])  # fails fast
+    out = tmp_path / "out"
+    assert cli.main(["restore", "-i", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--detector",
+                     "mtcnn", "--parser", "none", "--bg_upsampler", "none", "--shard", "0/1"]) == 1
+    capsys.readouterr()
+    assert cli.main(["summarize", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "1 shards: 1 inputs, 0 restored" in text and "missing" not in text
+    assert text.count("bad.mp4") == 1  # named once, not "bad.mp4: bad.mp4: ..."

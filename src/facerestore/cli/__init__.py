@@ -26,6 +26,43 @@ COMMANDS = {
 SUBCOMMANDS = tuple(COMMANDS)
 
 
+def output_file_problem(path: str | os.PathLike, flag: str) -> str | None:
+    """An error line naming ``flag`` when ``path``'s folder cannot be written, else None.
+
+    Checked before the work, so that a long export or detection pass does not end in a raw
+    OSError ("[enforce fail at inline_container.cc]") only when the result is saved.
+    """
+    from pathlib import Path
+
+    from ..pipeline.options import OptionsError, check_output_folder
+
+    target = Path(path)
+    if target.is_dir():
+        return f"{flag}: {target} is a folder; give a file name"
+    try:
+        check_output_folder(target.parent)
+    except OptionsError as exc:
+        return f"{flag}: {str(exc).split(': ', 1)[1]}"
+    return None
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where it tells the user something.
+
+    argparse's own formatter also adds it to on/off switches (``--no-landmark-check`` read
+    "(default: True)", the opposite of what the switch does), to options without a default
+    ("(default: None)") and to help that already states its default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        # `is`, not `in`: a default of 1 or 0 equals True/False and must still be shown.
+        if (any(action.default is v for v in (None, False, True, argparse.SUPPRESS)) or action.nargs == 0
+                or "default" in help_text):
+            return help_text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -43,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # The official CLI has no subcommands: `facerestore -i x -o y` means `facerestore restore -i x -o y`.
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+    # `--version` alone prints ours; followed by more (`--version 1.3 -i x`) it is the official
+    # model-version flag of a restore, which must not silently print the version and exit 0.
+    top_level = ("-h", "--help") + (("--version",) if len(argv) == 1 else ())
+    if argv and argv[0] not in COMMANDS and argv[0] not in top_level:
         argv.insert(0, "restore")
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import output_file_problem
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("components", help="eye/mouth boxes of a folder of aligned faces, for the component losses",
@@ -26,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.dataroot.is_dir():
         print(f"error: {args.dataroot} is not a folder", file=sys.stderr)
+        return 2
+    problem = output_file_problem(args.output, "-o/--output")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     images = scan_images(args.dataroot)
     if not images:

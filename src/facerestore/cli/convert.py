@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import output_file_problem
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert a GFPGANBilinear checkpoint to GFPGANv1Clean",
@@ -21,6 +23,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output.resolve() == args.input.resolve():
         print("error: the output must not overwrite the input", file=sys.stderr)
+        return 2
+    problem = output_file_problem(args.output, "output")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     report = convert_file(args.input, args.output)
     print(report)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+from . import DefaultsHelpFormatter
 from ..metrics.evaluate import ALL_METRICS, DEFAULT_METRICS, NOT_IMPLEMENTED
 
 
@@ -22,7 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "angle, pairs under 1 degree left out), LMD (mean distance of the 98 AWing FAN "
                     "landmarks, pixels)."
                     + ("".join(f" Not available: {k} ({v})." for k, v in NOT_IMPLEMENTED.items())),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     _arguments(p)
     p.set_defaults(func=run)
     return p
@@ -64,6 +66,14 @@ def run(args: argparse.Namespace) -> int:
                        lpips_vgg16=args.lpips_vgg16, lpips_lin=args.lpips_lin, fid_stats=args.fid_stats,
                        fid_inception=args.fid_inception, lmd_model=args.lmd_model, device=args.device,
                        allow_download=not args.no_download)
+
+    if args.json:  # never overwrite one of the images being measured (`--json restored/x.png`)
+        target = Path(args.json).resolve()
+        folders = {Path(f).resolve() for f in (args.restored, args.gt) if f}
+        if target.is_file() and target.parent in folders and target.suffix.lower() != ".json":
+            print(f"error: --json: {args.json} is a file of the folders being evaluated; give a new .json path",
+                  file=sys.stderr)
+            return 2
 
     def bar(items: Any, total: int) -> Any:
         from tqdm.auto import tqdm

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import output_file_problem
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a face restoration or upscaling network to ONNX",
@@ -31,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output} is a folder; give a file name ending in .onnx")
     if args.size is not None and args.size <= 0:
         raise ValueError(f"--size must be positive, got {args.size}")
+    problem = output_file_problem(args.output, "output")
+    if problem:
+        raise ValueError(problem)
     model = load_model(args.model)
     print(export_onnx(model, args.output, size=args.size, opset=args.opset, check=not args.no_check))
     return 0

@@ -37,16 +37,26 @@ def run(args: argparse.Namespace) -> int:
     if args.download:
         return status
     print(f"cache: {zoo.cache_dir()}")
-    print(f"{'name':26} {'file':36} {'size':>10}  {'what':48} status")
+    fw = max(len(e.filename) for e in zoo.MODELS)  # the StyleGAN2 file name is 47 characters
+    dw = max(len(e.description) for e in zoo.MODELS)
+    print(f"{'name':26} {'file':{fw}} {'size':>10}  {'what':{dw}} status")
     for entry in zoo.MODELS:
         path = zoo.locate(entry)
         state = "-" if path is None else str(path)
+        cached = zoo.cached_path(entry)
+        if path is None and cached.is_file():
+            # locate() ignores a cached file of the wrong size (a partial copy, another model under
+            # this name); listing it as absent would hide why every run says it is not cached.
+            state = (f"BAD {cached}: {cached.stat().st_size} bytes, expected {entry.size}; "
+                     f"delete it or replace it with {entry.filename}")
+            status = 1 if args.verify else status
         if path is not None and args.verify:
             try:
                 zoo.verify_file(path, entry)
                 state = f"ok  {path}"
             except zoo.ChecksumError as exc:
                 state, status = f"BAD {exc}", 1
-        print(f"{entry.name:26} {entry.filename:36} {_human(entry.size):>10}  {entry.description[:48]:48} {state}")
-    print(f"{'mtcnn':26} {'(built in)':36} {'1.9 MiB':>10}  {'offline face detector, shipped with the package':48} ok")
+        print(f"{entry.name:26} {entry.filename:{fw}} {_human(entry.size):>10}  {entry.description:{dw}} {state}")
+    print(f"{'mtcnn':26} {'(built in)':{fw}} {'1.9 MiB':>10}  "
+          f"{'offline face detector, shipped with the package':{dw}} ok")
     return status

@@ -11,6 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import DefaultsHelpFormatter
 from .restore_video import add_video_arguments, run_videos
 
 
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "restore", help="restore the faces in photos (the official inference_gfpgan.py flags work)",
         description="Detect, align, restore and paste back every face of each photo. "
                     "Flags keep the spellings of the official inference_gfpgan.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("-i", "--input", default="inputs/whole_imgs",
                    help="an image or video, a folder of them, or a .txt file listing their paths (one per "
                         "line); videos are recognised by content")
@@ -118,6 +119,17 @@ def options_from_args(args: argparse.Namespace):
         half=args.half, batch_size=args.batch_size)
 
 
+def _shard_summary(shard, videos: int, video_outcomes: list[tuple[Path, str | None]], *, interrupted: bool):
+    """The shard summary's video part; the photos' counts are added to it by the caller."""
+    from ..pipeline.shard import ShardSummary
+
+    return ShardSummary(shard=str(shard), inputs=videos,
+                        restored=sum(e is None for _, e in video_outcomes),
+                        restored_files=[str(v) for v, e in video_outcomes if e is None],
+                        failed=[{"file": str(v), "error": e} for v, e in video_outcomes if e is not None],
+                        interrupted=interrupted)
+
+
 def _count(value: float) -> float | int:
     # 1e8 from the command line is a float; keep non-finite values for validation to name.
     return int(value) if value == value and abs(value) != float("inf") else value
@@ -172,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if options.report is not None and options.report.resolve() in {Path(f).resolve() for f in files}:
+        print(f"error: --report: {options.report} is one of the inputs; inputs are never written to",
+              file=sys.stderr)
+        return 2
     out_dir = Path(args.output)
     stems = output_stems(files, _note)  # over all inputs, so shards agree on names
     if shard is not None:
@@ -183,9 +199,16 @@ def run(args: argparse.Namespace) -> int:
                                                               f"{report.suffix or '.json'}"))
     files, videos = split_videos(files)
     restorer, video_status = None, 0
+    if videos and options.report is not None:  # the report schema has no video records yet
+        _note(f"--report records photos only; the {len(videos)} video(s) of this run are not in it"
+              + ("" if files else ", so no report is written"))
+    video_outcomes: list[tuple[Path, str | None]] = []
     if videos:  # videos first (cli/restore_video.py); the photos then reuse its loaded models
-        restorer, video_status = run_videos(args, options, videos, out_dir, _note, stems)
+        restorer, video_status = run_videos(args, options, videos, out_dir, _note, stems, video_outcomes)
         if not files or video_status in (2, 130):
+            if shard is not None and video_status != 2:  # else `summarize` calls this shard missing
+                interrupted = video_status == 130
+                _shard_summary(shard, len(videos), video_outcomes, interrupted=interrupted).write(out_dir, shard)
             return video_status
 
     def on_file(result: FileResult) -> None:
@@ -210,13 +233,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if shard is not None:
-        ShardSummary(shard=str(shard), inputs=share, skipped_complete=skipped, restored=summary.succeeded,
-                     faces=summary.faces, restored_files=[str(r.path) for r in summary.results if r.ok],
-                     failed=[{"file": str(p), "error": e} for p, e in summary.failures],
-                     interrupted=summary.interrupted, seconds=summary.seconds).write(out_dir, shard)
-        print(f"shard {shard}: {share} inputs, {skipped} already complete")
+        total = _shard_summary(shard, len(videos), video_outcomes, interrupted=summary.interrupted)
+        total.inputs += share
+        total.skipped_complete = skipped
+        total.restored += summary.succeeded
+        total.faces = summary.faces
+        total.restored_files += [str(r.path) for r in summary.results if r.ok]
+        total.failed += [{"file": str(p), "error": e} for p, e in summary.failures]
+        total.seconds = summary.seconds
+        total.write(out_dir, shard)
+        print(f"shard {shard}: {total.inputs} inputs, {skipped} already complete")
     print(summary.report())
-    print(f"results in {out_dir}/" + "{" + ",".join(OUTPUT_FOLDERS) + "}")
+    written = [name for name in OUTPUT_FOLDERS if (out_dir / name).is_dir()]  # --aligned has no restored_imgs
+    if written:
+        print(f"results in {out_dir}/" + "{" + ",".join(written) + "}")
     if options.report is not None:
         if summary.report_path is None:
             return 1  # the note said why

@@ -54,10 +54,13 @@ def video_options(args: argparse.Namespace, options):
 
 
 def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: Path, note,
-               stems: dict[Path, str] | None = None) -> tuple[object, int]:
+               stems: dict[Path, str] | None = None,
+               outcomes: list[tuple[Path, str | None]] | None = None) -> tuple[object, int]:
     """Restore ``videos`` into ``out_dir/restored_videos``; returns the loaded restorer (for the
     photos of the same run) and an exit status (0 all done, 1 some failed, 2 bad options,
-    130 interrupted)."""
+    130 interrupted). ``outcomes`` (when given) gets ``(video, None or error)`` per video tried,
+    for the shard summary."""
+    outcomes = [] if outcomes is None else outcomes
     from tqdm.auto import tqdm
 
     from ..io.video import VideoError, require_av
@@ -108,16 +111,19 @@ def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: P
         except (VideoError, OSError) as exc:
             bar.close()
             failed += 1
+            outcomes.append((src, str(exc).removeprefix(f"{src}: ")))  # the summary names the file itself
             print(f"error: {exc}", file=sys.stderr)
             continue
         except Exception as exc:  # one bad video must not stop the others
             bar.close()
             failed += 1
+            outcomes.append((src, f"{type(exc).__name__}: {exc}"))
             print(f"error: {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
             if args.verbose:
                 traceback.print_exception(exc)
             continue
         bar.close()
+        outcomes.append((src, None))
         print(summary.report())
     print(f"{len(videos) - failed}/{len(videos)} videos restored into {out_dir / VIDEO_FOLDER}/")
     return restorer, 1 if failed else 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from . import DefaultsHelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -11,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Serve the restoration page at / and the REST API at /v1 (OpenAPI at /docs). "
                     "Binds to 127.0.0.1 unless --host says otherwise: put a reverse proxy with TLS "
                     "in front before exposing it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--model", action="append", default=None,

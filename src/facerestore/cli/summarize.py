@@ -20,6 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from ..io.atomic import atomic_write_text
     from ..pipeline.shard import SUMMARY_GLOB, merge_summaries
 
+    if not args.output.is_dir():
+        print(f"error: {args.output}: no such folder (give the -o folder of the sharded run)", file=sys.stderr)
+        return 2
     paths = sorted(args.output.glob(SUMMARY_GLOB))
     if not paths:
         print(f"error: no shard summaries ({SUMMARY_GLOB}) in {args.output}", file=sys.stderr)

@@ -145,7 +145,7 @@ def load(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu
     if isinstance(name_or_path, nn.Module):
         model, source = name_or_path.to(device).eval(), "module"
     else:
-        model, source = _load_file(name_or_path, device, allow_download)
+        model, source = _load_file(name_or_path, device, allow_download, role=role)
     try:
         descriptor = describe(model)
     except TypeError as exc:
@@ -171,7 +171,7 @@ def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device 
 
 
 def _load_file(name_or_path: str | Path, device: str | torch.device, allow_download: bool,
-               ) -> tuple[nn.Module, str]:
+               role: str | None = None) -> tuple[nn.Module, str]:
     from . import zoo
 
     path = Path(name_or_path).expanduser()
@@ -179,7 +179,8 @@ def _load_file(name_or_path: str | Path, device: str | torch.device, allow_downl
         entry = zoo.find_entry(str(name_or_path))
         if entry is None:
             names = ", ".join(e.name for e in zoo.MODELS)
-            raise CheckpointError(f"'{name_or_path}' is neither a file nor a known model name. "
+            which = f"{role}: " if role else ""  # name the flag, as the other start-up errors do
+            raise CheckpointError(f"{which}'{name_or_path}' is neither a file nor a known model name. "
                                   f"Known names: {names}")
         path = zoo.ensure_model_file(entry, allow_download=allow_download)
     else:

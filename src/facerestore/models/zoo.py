@@ -186,6 +186,10 @@ def locate(entry: ModelEntry) -> Path | None:
 
 def missing_message(entry: ModelEntry, reason: str) -> str:
     check = f" (sha256 {entry.sha256})" if entry.sha256 else ""
+    cached = cached_path(entry)
+    if cached.is_file():  # present but refused by locate(): say so, or "put it at" reads as nonsense
+        reason += (f"; the file at {cached} has {cached.stat().st_size} bytes, not the expected "
+                   f"{entry.size} (a partial copy or another file?)")
     return (f"{entry.filename} (model '{entry.name}') is not cached and cannot be downloaded: {reason}.\n"
             f"Download it from {entry.url}\n"
             f"and put it at {cached_path(entry)}{check}, "

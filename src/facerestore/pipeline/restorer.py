@@ -247,10 +247,13 @@ class Restorer:
         (a background resized instead of upsampled, a missing ParseNet) are issued as warnings."""
         options.validate()
         model = options.model
+        # Aligned faces are neither pasted nor upscaled as a background (as the official): loading
+        # the parser or the upsampler would only cost time and print notes about them.
         return cls(model=model, upscale=options.upscale,
-                   bg_upsampler=resolve_bg_upsampler(options.bg_upsampler, options.device,
-                                                     options.allow_download),
-                   bg_tile=options.bg_tile, detector=options.detector, parser=options.parser,
+                   bg_upsampler=None if options.aligned else resolve_bg_upsampler(
+                       options.bg_upsampler, options.device, options.allow_download),
+                   bg_tile=options.bg_tile, detector=options.detector,
+                   parser=None if options.aligned else options.parser,
                    device=options.device, seed=options.seed, batch_size=options.batch_size,
                    eye_dist_threshold=options.eye_dist_threshold, keep_grey=options.keep_grey,
                    allow_download=options.allow_download, color_match=options.color_match,

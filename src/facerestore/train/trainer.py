@@ -604,9 +604,11 @@ def missing_files(cfg: TrainConfig) -> list[str]:
     data = cfg.train_data
     root = Path(data.dataroot_gt)
     if not root.exists():
-        problems.append(f"training faces (datasets.train.dataroot_gt): folder {root} not found; put aligned "
-                        f"{data.out_size}x{data.out_size} face images (e.g. FFHQ) there, or an LMDB with "
-                        f"io_backend type lmdb")
+        # relative paths are read from the working folder (as BasicSR does), not the option file's
+        shown = str(root) if root.is_absolute() else f"{root} (relative to the current folder {Path.cwd()})"
+        problems.append(f"training faces (datasets.train.dataroot_gt): folder {shown} not found; put aligned "
+                        f"face images (e.g. FFHQ; resized to {data.out_size}x{data.out_size}) there, or an LMDB "
+                        f"with io_backend type lmdb")
     elif data.io_backend.get("type", "disk") == "disk" and not any(
             p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in root.iterdir()):
         problems.append(f"training faces (datasets.train.dataroot_gt): no images in {root}")
