@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import warnings
+
 import cv2
 import numpy as np
 import pytest
@@ -220,10 +222,16 @@ def test_identity_score_agrees_with_the_deg_metric(arcface_file):
     assert IdentityScorer(net).embed([face]).shape == (1, 512)
 
 
-def test_identity_unavailable_is_said_once_and_the_run_goes_on(blake, tmp_path):
+def test_identity_unavailable_is_said_once_and_the_run_goes_on(blake, tmp_path, monkeypatch):
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto without --min-identity: nothing to say when absent
+        assert Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None,
+                        identity="auto").identity is None
     with pytest.warns(UserWarning, match="identity scores are unavailable") as caught:
-        r = Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None, identity="auto")
-    assert r.identity is None and len(caught) == 1
+        r = Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None, identity="auto",
+                     min_identity=0.5)
+    assert r.identity is None and sum("unavailable" in str(w.message) for w in caught) == 1
     result = r.restore(blake, landmarks=BLAKE_LANDMARKS)
     assert [f.identity for f in result.faces] == [None, None]
 
@@ -416,6 +424,8 @@ def test_cli_min_identity_keeps_input_faces(shared_data, tiny_checkpoint, arcfac
 def test_cli_says_once_that_identity_is_unavailable(shared_data, tiny_checkpoint, tmp_path, capsys):
     photos = _small_photos(shared_data, tmp_path / "in")
     assert _restore(photos, tmp_path / "out", tiny_checkpoint) == 0
+    assert "identity" not in capsys.readouterr().err  # not asked for: not mentioned
+    assert _restore(photos, tmp_path / "out2", tiny_checkpoint, "--min-identity", "0.5") == 0
     assert capsys.readouterr().err.count("identity scores are unavailable") == 1
 
 

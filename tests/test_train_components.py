@@ -19,6 +19,9 @@ def test_template_landmarks_give_the_template_boxes():
         assert np.allclose(boxes[part], [x, y, half], atol=1.0), part
     # and they scale with the image: the same face at 256 px gives the same 512-px boxes
     assert np.allclose(boxes_from_landmarks(np.asarray(FFHQ_TEMPLATE_512) / 2, 256)["mouth"], boxes["mouth"])
+    # a non-square image is resized to a square for training: each axis scales on its own
+    wide = np.asarray(FFHQ_TEMPLATE_512) * [2.0, 1.0]
+    assert np.allclose(boxes_from_landmarks(wide, (1024, 512))["mouth"][:2], boxes["mouth"][:2])
 
 
 def test_component_file_from_detected_faces(shared_data, tmp_path):

@@ -150,6 +150,20 @@ def _note(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Restore; a model that cannot be had or is of the wrong kind fails at start-up, exit 2."""
+    from ..models.loading import CheckpointError
+    from ..models.zoo import ModelUnavailableError
+
+    try:
+        return _run(args)
+    except (CheckpointError, ModelUnavailableError) as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ..io.images import ImageReadError, scan_inputs

@@ -63,11 +63,12 @@ def _preprocess(face: np.ndarray) -> np.ndarray:
 
 
 def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
-                         allow_download: bool = True) -> IdentityScorer | None:
+                         allow_download: bool = True, needed: bool = False) -> IdentityScorer | None:
     """The scorer an ``identity_model`` option asks for.
 
     ``None``/``"none"``: no scoring. ``"auto"``: ArcFace when its weights are already on disk
-    (never downloads); otherwise ``None`` with one warning that scores are unavailable. A zoo
+    (never downloads); otherwise ``None``, silently unless ``needed`` (``--min-identity`` was
+    asked for), then with one warning that scores are unavailable. A zoo
     name, a file or a module: that network (a missing zoo file is downloaded when allowed; if it
     cannot be had, the same warning, and the run goes on).
     """
@@ -80,7 +81,8 @@ def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
     if isinstance(choice, str) and choice.lower() == "auto":
         found = zoo.locate(zoo.find_entry("arcface-resnet18"))
         if found is None:
-            warnings.warn(UNAVAILABLE_NOTE, stacklevel=2)
+            if needed:
+                warnings.warn(UNAVAILABLE_NOTE, stacklevel=2)
             return None
         choice = found
     try:

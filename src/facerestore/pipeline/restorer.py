@@ -233,7 +233,8 @@ class Restorer:
         self.model_files["detector"] = getattr(self.detector, "source", "module")
         from .identity import load_identity_scorer
 
-        self.identity = load_identity_scorer(identity, self.device, allow_download=allow_download)
+        self.identity = load_identity_scorer(identity, self.device, allow_download=allow_download,
+                                             needed=min_identity is not None)
         if self.identity is not None:
             self.model_files["identity"] = self.identity.source
         elif min_identity is not None:

@@ -35,10 +35,12 @@ class ComponentFileReport:
         return f"{self.path}: boxes for {self.faces} faces, {self.detected} from detected landmarks{fallback}"
 
 
-def boxes_from_landmarks(points: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
+def boxes_from_landmarks(points: np.ndarray, image_size: int | tuple[int, int]) -> dict[str, np.ndarray]:
     """``{'left_eye', 'right_eye', 'mouth'}: [x, y, half_len]`` at 512 px from five (x, y) points
-    (image-left eye, image-right eye, nose, mouth left, mouth right) of an ``image_size`` face."""
-    p = np.asarray(points, dtype=np.float64).reshape(5, 2) * (512.0 / image_size)
+    (image-left eye, image-right eye, nose, mouth left, mouth right) of a face image of
+    ``image_size`` (a side, or (width, height); training resizes every face to a square)."""
+    width, height = (image_size, image_size) if np.isscalar(image_size) else image_size
+    p = np.asarray(points, dtype=np.float64).reshape(5, 2) * np.array([512.0 / width, 512.0 / height])
     eye_distance = float(np.linalg.norm(p[1] - p[0]))
     mouth_width = float(np.linalg.norm(p[4] - p[3]))
     mouth = (p[3] + p[4]) / 2
@@ -69,7 +71,7 @@ def make_component_file(images: Iterable[str | Path], out: str | Path, *, detect
         rows = detect.detect(img) if img is not None else np.zeros((0, 15), np.float32)
         if len(rows):
             best = rows[np.argmax((rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1]))]  # the face
-            boxes[key] = boxes_from_landmarks(best[5:15], img.shape[1])
+            boxes[key] = boxes_from_landmarks(best[5:15], (img.shape[1], img.shape[0]))
             report.detected += 1
         else:
             boxes[key] = {k: np.array(v, dtype=np.float64) for k, v in TEMPLATE_COMPONENTS_512.items()}
