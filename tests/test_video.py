@@ -479,3 +479,17 @@ def test_a_shard_of_only_videos_writes_its_summary(clips, tiny_checkpoint, tmp_p
     text = capsys.readouterr().out
     assert "1 shards: 1 inputs, 0 restored" in text and "missing" not in text
     assert text.count("bad.mp4") == 1  # named once, not "bad.mp4: bad.mp4: ..."
+
+
+def test_a_resumed_run_skips_complete_videos(clips, tiny_checkpoint, tmp_path, capsys):
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(clips["plain"].read_bytes())
+    out = tmp_path / "out"
+    done = out / "restored_videos" / "clip.mp4"
+    done.parent.mkdir(parents=True)
+    done.write_bytes(b"a complete result of an earlier run")  # outputs appear only when complete
+    code = cli.main(["restore", "-i", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--detector",
+                     "mtcnn", "--parser", "none", "--bg_upsampler", "none", "--skip-existing"])
+    assert code == 0
+    assert done.read_bytes() == b"a complete result of an earlier run"
+    assert "already complete" in capsys.readouterr().err

@@ -90,8 +90,12 @@ def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: P
     stems = stems or output_stems(videos, note)
     tail = f"_{options.suffix}" if options.suffix else ""
     failed = 0
+    resume = getattr(args, "skip_existing", False) or getattr(args, "shard", None) is not None
     for src in videos:
         dst = out_dir / VIDEO_FOLDER / f"{stems[src]}{tail}.{vopts.container}"
+        if resume and dst.is_file():  # written atomically: present means complete
+            note(f"{src.name}: {dst} is already complete, skipped")
+            continue
         bar = tqdm(desc=src.name, unit="frame", disable=not sys.stderr.isatty(), leave=False)
 
         def progress(done: int, total: int | None, bar=bar) -> None:
