@@ -22,6 +22,7 @@ from facerestore.pipeline.batch import run_batch
 from facerestore.pipeline.colour import match_colour
 from facerestore.pipeline.options import OptionsError, RestoreOptions
 from facerestore.pipeline.restorer import Restorer
+from stand_ins import FixedDetector, NoDetector
 
 REPO = Path(__file__).resolve().parents[1]
 # Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg (as test_restorer).
@@ -59,23 +60,6 @@ class InvertNet(nn.Module):
 
     def forward(self, x, return_rgb=True, randomize_noise=True):
         return -x.flip(2), []  # negative and upside down
-
-
-class NoDetector:
-    def detect(self, img, conf_threshold=0.97):
-        raise AssertionError("detection must be skipped when landmarks are given")
-
-
-class FixedDetector:
-    def __init__(self, landmarks):
-        self.rows = []
-        for lm in landmarks:
-            x1, y1 = lm.min(0) - 20
-            x2, y2 = lm.max(0) + 20
-            self.rows.append(np.concatenate([[x1, y1, x2, y2, 0.99], lm.reshape(-1)]))
-
-    def detect(self, img, conf_threshold=0.97):
-        return np.array(self.rows, np.float32).reshape(-1, 15)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from torch import nn
 
 from facerestore.models import ModelDescriptor, Purpose
 from facerestore.pipeline.restorer import Restorer, is_grey
+from stand_ins import FixedDetector, NoDetector
 
 # Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg.
 BLAKE_LANDMARKS = [
@@ -39,25 +40,6 @@ class ConstantFaceNet(nn.Module):
 
     def forward(self, x, return_rgb=True, randomize_noise=True):
         return torch.full_like(x, self.value), []
-
-
-class NoDetector:
-    def detect(self, img, conf_threshold=0.97):
-        raise AssertionError("detection must be skipped when landmarks are given")
-
-
-class FixedDetector:
-    """Detects the given landmarks (so paths through detection are testable without weights)."""
-
-    def __init__(self, landmarks):
-        self.rows = []
-        for lm in landmarks:
-            x1, y1 = lm.min(0) - 20
-            x2, y2 = lm.max(0) + 20
-            self.rows.append(np.concatenate([[x1, y1, x2, y2, 0.99], lm.reshape(-1)]))
-
-    def detect(self, img, conf_threshold=0.97):
-        return np.array(self.rows, np.float32).reshape(-1, 15)
 
 
 def _restorer(net, upscale=1, detector=None, **kw) -> Restorer:
