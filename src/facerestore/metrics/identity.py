@@ -61,46 +61,18 @@ def summarize_angles(angles: Iterable[float], threshold: float = IDENTICAL_BELOW
     return DegSummary(float(np.mean(kept)) if kept else math.nan, len(kept), len(vals) - len(kept))
 
 
-def _load_arcface(model: object, allow_download: bool) -> "torch.nn.Module":  # noqa: F821
-    """The network: a module as given; a file or zoo name built as ArcFace ResNet-18 (the layout of
-    both GFPGAN's arcface_resnet18.pth and the authors' resnet18_110.pth) and loaded strictly, or,
-    when it holds another layout, through the general loader's detection."""
-    from torch import nn
-
-    from ..archs.arcface import ResNetArcFace
-    from ..models import zoo
-    from ..models.loading import canonicalize, errors_naming, load_model, read_checkpoint
-
-    if isinstance(model, nn.Module):
-        return model
-    path = Path(str(model)).expanduser()
-    if not path.is_file():
-        entry = zoo.find_entry(str(model))
-        if entry is None:
-            return load_model(str(model), allow_download=allow_download)  # names the known models
-        path = zoo.ensure_model_file(entry, allow_download=allow_download)
-    with errors_naming(path):
-        sd = canonicalize(read_checkpoint(path))
-    net = ResNetArcFace(block="IRBlock", layers=[2, 2, 2, 2], use_se=False)
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError:
-        return load_model(path, allow_download=allow_download)  # another depth or SE blocks
-    return net
-
-
 class IdentityScorer:
     """ArcFace embeddings and angles. ``model``: a zoo name, a weights file, or a module."""
 
     def __init__(self, model: object = "arcface-resnet18", device: str = "cpu", *, allow_download: bool = True) -> None:
         import torch
 
-        from ..archs.arcface import ResNetArcFace
+        from ..models import Purpose, load
 
-        net = _load_arcface(model, allow_download).to(device)
-        if not isinstance(net, ResNetArcFace):
-            raise ValueError(f"the identity metric needs an ArcFace ResNet (ResNetArcFace), got {type(net).__name__}")
-        self.net = net.eval()
+        # Any ArcFace depth loads (GFPGAN's arcface_resnet18.pth, the authors' resnet18_110.pth);
+        # another kind of network is refused, naming the option.
+        self.net = load(model, device, allow_download=allow_download, purpose=Purpose.IDENTITY,
+                        role="the identity metric (--arcface)").model
         self.device = torch.device(device)
 
     def embed(self, grays: Sequence[np.ndarray]) -> np.ndarray:

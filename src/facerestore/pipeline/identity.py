@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics.identity import preprocess as identity_preprocess
+
 __all__ = ["IdentityScorer", "load_identity_scorer", "UNAVAILABLE_NOTE"]
 
 UNAVAILABLE_NOTE = ("identity scores are unavailable: the ArcFace weights (arcface_resnet18.pth) are not on "
                     "disk; get them with `facerestore models --download arcface-resnet18` or give "
                     "--identity-model FILE")
-IDENTITY_SIZE = 128
 
 
 class IdentityScorer:
@@ -54,12 +55,10 @@ class IdentityScorer:
 
 
 def _preprocess(face: np.ndarray) -> np.ndarray:
-    """(1, 128, 128) float32 in [-1, 1], as the authors' ``calculate_cos_dist.py`` reads a face
-    (``cv2.imread(path, 0)``: OpenCV's grey, uint8; bilinear resize on uint8), so that scores agree
-    with :mod:`facerestore.metrics.identity` on the same pair."""
+    """(1, 128, 128) float32 in [-1, 1]: OpenCV's grey of the BGR face, then the Deg metric's own
+    preprocessing, so that scores agree with :mod:`facerestore.metrics.identity` on the same pair."""
     grey = face if face.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(face[:, :, :3]), cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, (IDENTITY_SIZE, IDENTITY_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    return ((small - 127.5) / 127.5)[None]
+    return identity_preprocess(grey)
 
 
 def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
