@@ -1,7 +1,24 @@
-"""Stand-in detectors shared by the tests (pytest does not collect this module)."""
+"""Stand-ins and small models shared by the tests (pytest does not collect this module)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
+
+# A 32-px GFPGAN, 32 decoder / 16 U-Net channels: every code path, a few ms per forward.
+TINY_GFPGAN = dict(out_size=32, num_style_feat=32, narrow=1 / 16, num_mlp=2, input_is_latent=True,
+                   different_w=True, sft_half=True)
+
+
+def randomized(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Perturb every floating parameter and buffer so that zero-initialised biases and noise
+    strengths count; eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(0.1 * torch.randn(t.shape, generator=g))
+    return model.eval()
 
 
 class NoDetector:

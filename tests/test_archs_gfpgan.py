@@ -14,21 +14,13 @@ from facerestore.archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from facerestore.archs.ops import _upfirdn2d_ref
 from facerestore.archs.stylegan2 import ModulatedConv2d, StyleGAN2Generator, StyleGAN2GeneratorClean
 from facerestore.models.convert import bilinear_to_clean
+from stand_ins import randomized
 
 SPECS = Path(__file__).resolve().parents[1] / ".." / "shared" / "specs" / "checkpoints"
 GFPGANS = [GFPGANv1Clean, GFPGANv1, GFPGANBilinear]
 # A 32-px GFPGAN, 32 decoder / 16 U-Net channels: every code path, a few ms per forward.
 TINY = dict(out_size=32, num_style_feat=32, narrow=1 / 16, num_mlp=2, input_is_latent=True, different_w=True,
             sft_half=True, fix_decoder=False)
-
-
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Perturb every parameter and buffer so that zero-initialised biases and noise strengths count."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            t.add_(0.1 * torch.randn(t.shape, generator=g))
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------- official layouts

@@ -18,18 +18,9 @@ from facerestore.archs.gfpgan import GFPGANv1, GFPGANv1Clean
 from facerestore.archs.rrdbnet import RRDBNet
 from facerestore.archs.stylegan2 import NormStyleCode, StyleGAN2GeneratorClean
 from facerestore.export.half import to_half
-
-TINY_GFPGAN = dict(out_size=32, num_style_feat=32, narrow=1 / 16, num_mlp=2, input_is_latent=True,
-                   different_w=True, sft_half=True)
+from stand_ins import TINY_GFPGAN, randomized
 
 
-def randomized(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.add_(0.1 * torch.randn(t.shape, generator=g))
-    return model.eval()
 
 
 def test_style_normalisation_does_not_overflow_fp16() -> None:
