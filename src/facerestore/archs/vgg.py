@@ -7,12 +7,37 @@ the losses use only the features). Layer names (``conv1_2``, ``relu3_4``, ...) f
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+# torchvision's configurations: numbers = conv output channels, "M" = 2x2 max pool.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+def vgg_features(cfg: Sequence[int | str], init: Callable[[nn.Conv2d], None] | None = None) -> nn.Sequential:
+    """torchvision's VGG ``features`` (no batch norm) for a configuration, at the same indices, so
+    its released weights load by name. ``init`` runs on each conv as it is made (torchvision's
+    order of random draws). ReLUs are not in place: features are returned uncopied."""
+    layers: list[nn.Module] = []
+    c = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            conv = nn.Conv2d(c, int(v), 3, padding=1)
+            if init is not None:
+                init(conv)
+            layers += [conv, nn.ReLU()]
+            c = int(v)
+    return nn.Sequential(*layers)
+
+
+def _torchvision_init(conv: nn.Conv2d) -> None:
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(conv.bias)
 
 
 def vgg19_layer_names() -> list[str]:
@@ -33,18 +58,7 @@ class VGG19(nn.Module):
 
     def __init__(self):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = 3
-        for v in VGG19_CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                conv = nn.Conv2d(c, int(v), 3, padding=1)
-                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(conv.bias)
-                layers += [conv, nn.ReLU()]  # not in place: features are returned without a copy
-                c = int(v)
-        self.features = nn.Sequential(*layers)
+        self.features = vgg_features(VGG19_CFG, init=_torchvision_init)
 
     def load_torchvision(self, state_dict: Mapping[str, Tensor]) -> None:
         """Load torchvision's vgg19 state dict (``features.*`` strictly, ``classifier.*`` dropped)."""

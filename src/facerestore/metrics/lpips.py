@@ -14,23 +14,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# torchvision vgg16 'features': numbers = conv output channels, 'M' = 2x2 max pool.
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+from ..archs.vgg import VGG16_CFG, vgg_features
+
 # End index (exclusive) in ``features`` of each slice whose last ReLU output LPIPS compares.
 _SLICE_ENDS = (4, 9, 16, 23, 30)
 CHANNELS = (64, 128, 256, 512, 512)
 
 
 def vgg16_features() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    c_in = 3
-    for v in _VGG16_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(c_in, int(v), kernel_size=3, padding=1), nn.ReLU(inplace=False)]
-            c_in = int(v)
-    return nn.Sequential(*layers)
+    return vgg_features(VGG16_CFG)
 
 
 class _Lin(nn.Module):
