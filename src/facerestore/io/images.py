@@ -90,6 +90,7 @@ __all__ = [
     "choose_output_ext",
     "compose_output",
     "convert_bit_depth",
+    "cv2_imread",
     "encode_image",
     "from_float01",
     "list_images",

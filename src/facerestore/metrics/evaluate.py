@@ -115,8 +115,9 @@ def read_bgr(path: Path) -> np.ndarray:
     on the 0..255 scale: BGR (H, W, 3) or grey (H, W); alpha dropped; 16-bit scaled to 8-bit range."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    from ..io.images import cv2_imread
+
+    img = cv2_imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError("cannot be decoded as an image")
     scale = 257.0 if img.dtype == np.uint16 else 1.0

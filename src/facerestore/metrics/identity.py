@@ -24,8 +24,9 @@ def read_gray(path: str | Path) -> np.ndarray:
     """An image file as OpenCV's grey decode (``cv2.imread(path, 0)``), any file name."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    from ..io.images import cv2_imread
+
+    img = cv2_imread(path, cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError(f"{path}: cannot be decoded as an image")
     return img

@@ -38,8 +38,9 @@ def read_bgr8(path: str | Path) -> np.ndarray:
     """An image as ``cv2.imread(path)`` gives it (8-bit BGR, 3 channels), any file name."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    from ..io.images import cv2_imread
+
+    img = cv2_imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"{path}: cannot be decoded as an image")
     return img

@@ -59,6 +59,7 @@ def make_component_file(images: Iterable[str | Path], out: str | Path, *, detect
 
     from ..face.detectors import load_detector
     from ..io.atomic import atomic_path
+    from ..io.images import cv2_imread
     from .dataset import TEMPLATE_COMPONENTS_512
 
     detect = load_detector(detector) if isinstance(detector, str) else detector
@@ -66,7 +67,7 @@ def make_component_file(images: Iterable[str | Path], out: str | Path, *, detect
     boxes: dict[str, dict[str, np.ndarray]] = {}
     paths = list(images)
     for index, path in enumerate(progress(paths) if progress else paths):
-        img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+        img = cv2_imread(path, cv2.IMREAD_COLOR)
         key = f"{index:08d}"
         rows = detect.detect(img) if img is not None else np.zeros((0, 15), np.float32)
         if len(rows):
