@@ -955,6 +955,14 @@ class InputScan:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def cv2_imread(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """``cv2.imread(path, flags)`` for any file name (it fails on non-ASCII paths on some
+    platforms): the exact pixels of the protocols that read with OpenCV (the metrics), ``None``
+    for an empty or undecodable file. No size check: the pipeline's inputs use read_image."""
+    data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    return cv2.imdecode(data, flags) if data.size else None
+
+
 def _is_hidden(p: Path, st: os.stat_result | None = None) -> bool:
     if p.name.startswith("."):
         return True
