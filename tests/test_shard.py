@@ -138,3 +138,15 @@ def test_merge_reports_missing_and_interrupted_shards(tmp_path):
     total = merge_summaries(sorted(tmp_path.glob("s*.json")))
     assert (total["inputs"], total["restored"], total["faces"]) == (10, 8, 4)
     assert total["missing_shards"] == ["1/3"] and total["interrupted_shards"] == ["2/3"]
+
+
+def test_an_aligned_face_is_complete_only_when_its_last_output_is_there(tmp_path):
+    out = tmp_path / "out"
+    face = tmp_path / "f.png"
+    options = RestoreOptions(aligned=True)
+    (out / "restored_faces").mkdir(parents=True)
+    (out / "restored_faces" / "f_00.png").write_bytes(b"x")  # killed before cmp/ was renamed
+    assert not already_complete(face, out, options)
+    (out / "cmp").mkdir()
+    (out / "cmp" / "f_00.png").write_bytes(b"x")
+    assert already_complete(face, out, options)

@@ -89,18 +89,19 @@ def read_input_list(path: Path) -> list[Path]:
 
 def already_complete(path: Path, out_dir: Path, options: RestoreOptions, stem: str | None = None) -> bool:
     """Whether ``path``'s results are all on disk. The pasted image is the last file of a photo's
-    group to be committed (faces first), so its presence means the whole group is there; for
-    aligned inputs the first restored face plays that part."""
+    group to be committed (faces first), so its presence means the whole group is there; an
+    aligned input has one face, and its side-by-side ``cmp`` image is committed last."""
+    from .batch import output_paths
+
     stem = stem or path.stem
-    tail = f"_{options.suffix}" if options.suffix else ""
     if options.aligned:
-        return (out_dir / "restored_faces" / f"{stem}_00{tail}.png").is_file()
+        return output_paths(stem, 1, options, ".png", out_dir)["cmp"][0].is_file()
     if options.ext != "auto":
         candidates = {"." + options.ext}
     else:  # the input's own extension when writable, else PNG (see io.images.choose_output_ext)
         own = path.suffix.lower()
         candidates = {own, ".png"} if own in WRITABLE_EXTENSIONS else {".png"}
-    return any((out_dir / "restored_imgs" / f"{stem}{tail}{ext}").is_file() for ext in candidates)
+    return any(output_paths(stem, 0, options, ext, out_dir)["restored_imgs"][0].is_file() for ext in candidates)
 
 
 @dataclass
