@@ -72,6 +72,16 @@ def test_shard_from_launcher_environment():
         parse_shard("1-4")
 
 
+def test_a_rank_without_its_world_size_is_an_error_not_ignored():
+    """Issue 14, finding 10: RANK without WORLD_SIZE was ignored, so every process did every input."""
+    for env in ({"RANK": "1"}, {"RANK": "0"}, {"WORLD_SIZE": "4"}, {"SLURM_ARRAY_TASK_ID": "3"}):
+        with pytest.raises(OptionsError, match="--shard") as err:
+            shard_from_env(env)
+        assert all(key in str(err.value) for key in env)
+    # a single SLURM task (SLURM_PROCID=0 with no SLURM_NTASKS) is an ordinary, unsharded run
+    assert shard_from_env({"SLURM_PROCID": "0"}) is None
+
+
 def test_two_processes_split_a_folder(tiny_checkpoint, tmp_path):
     files = _photos(tmp_path / "in", 6)
     out = tmp_path / "out"

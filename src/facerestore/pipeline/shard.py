@@ -59,7 +59,14 @@ _ENV_PAIRS = (("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_
 
 
 def shard_from_env(environ: Mapping[str, str] = os.environ) -> Shard | None:
-    """The shard a launcher assigned through the environment, or None when not launched so."""
+    """The shard a launcher assigned through the environment, or None when not launched so.
+
+    Half a pair is an error, not an unsharded run in which every process would do every input:
+    torchrun sets RANK and WORLD_SIZE together, and a SLURM task other than the first has its count.
+    """
+    torch_pair = [key for key in _ENV_PAIRS[0] if key in environ]
+    if len(torch_pair) == 1:
+        _half_pair(environ, *_ENV_PAIRS[0])
     for rank_key, size_key in _ENV_PAIRS:
         if rank_key in environ and size_key in environ:
             try:
@@ -67,7 +74,17 @@ def shard_from_env(environ: Mapping[str, str] = os.environ) -> Shard | None:
             except (ValueError, OptionsError):
                 raise OptionsError(rank_key, f"{rank_key}={environ[rank_key]} and {size_key}="
                                              f"{environ[size_key]} do not make a shard") from None
+    for rank_key, size_key in _ENV_PAIRS[1:]:
+        # not SLURM_NTASKS alone: an sbatch script has it before srun starts the tasks
+        if environ.get(rank_key, "0").strip() != "0":
+            _half_pair(environ, rank_key, size_key)
     return None
+
+
+def _half_pair(environ: Mapping[str, str], rank_key: str, size_key: str) -> None:
+    given, missing = (rank_key, size_key) if rank_key in environ else (size_key, rank_key)
+    raise OptionsError(given, f"{given}={environ[given]} is set but {missing} is not, so this process cannot "
+                              f"tell its share: set both (as torchrun and srun do), unset {given}, or give --shard I/N")
 
 
 def take_shard(files: Sequence[Path], shard: Shard) -> list[Path]:
