@@ -150,6 +150,33 @@ def test_merge_reports_missing_and_interrupted_shards(tmp_path):
     assert total["missing_shards"] == ["1/3"] and total["interrupted_shards"] == ["2/3"]
 
 
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    (json.dumps({"inputs": 3}), "'shard'"),
+    (json.dumps({"shard": "one of two"}), "'shard'"),
+    (json.dumps({"shard": "1/2", "inputs": "many"}), "'inputs'"),
+    (json.dumps({"shard": "1/2", "failed": [["a.png", "boom"]]}), "'failed'"),
+    (json.dumps({"shard": "1/2", "seconds": None}), "'seconds'"),
+])
+def test_summarize_names_a_corrupt_shard_summary_and_what_is_wrong(tmp_path, capsys, content, words):
+    """Issue 14, finding 9: a damaged summary gave `'shard'` or `'list' object has no attribute
+    'get'` without the file's name."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary-shard00000-of00002.json").write_text(json.dumps(
+        {"shard": "0/2", "inputs": 2, "restored": 2, "faces": 2, "failed": [], "interrupted": False}))
+    bad = out / "summary-shard00001-of00002.json"
+    bad.write_text(content)
+    assert cli.main(["summarize", str(out)]) == 1
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert str(bad) in text and words in text, text
+    total = json.loads((out / "summary.json").read_text())
+    assert total["inputs"] == 2 and total["missing_shards"] == ["1/2"]  # the good shard still counts
+    assert [u["file"] for u in total["unreadable"]] == [str(bad)]
+
+
 def test_an_aligned_face_is_complete_only_when_its_last_output_is_there(tmp_path):
     out = tmp_path / "out"
     face = tmp_path / "f.png"
