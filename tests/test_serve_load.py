@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -245,10 +246,8 @@ def test_an_oversized_upload_is_refused_while_it_streams(checkpoint, tmp_path):
         assert list(tmp_path.iterdir()) == []
 
 
-def _stall(port: int, first_body_bytes: bytes = b"--") -> "socket.socket":
+def _stall(port: int, first_body_bytes: bytes = b"--") -> socket.socket:
     """A POST whose headers promise a body of 100 kB, of which only ``first_body_bytes`` come."""
-    import socket
-
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"POST /v1/restore HTTP/1.1\r\nHost: 127.0.0.1\r\n"
               b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000\r\n\r\n"

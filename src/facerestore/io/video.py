@@ -358,7 +358,7 @@ class VideoReader:
                     image = np.ascontiguousarray(np.rot90(image, k))
                 yield VideoFrame(self.decoded, pts, float(pts * info.time_base), image)
                 self.decoded += 1
-        if self.decoded == 0:
+        if self.decoded == 0 or last_pts is None:
             raise VideoReadError(path, "no frame could be decoded (damaged or truncated file)")
         if info.frames is not None and self.decoded < info.frames and self._ends_early(last_pts):
             raise VideoReadError(path, f"only {self.decoded} of its {info.frames} frames could be decoded "
