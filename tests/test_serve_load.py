@@ -271,7 +271,15 @@ def test_stalled_uploads_hold_no_place_and_time_out(checkpoint, tmp_path):
     they stayed. A request now counts only once its body is complete, and a body that stops
     coming (or trickles in slower than the minimum rate) is answered 408 and closed."""
     app = create_app(serve_config(checkpoint, max_concurrency=1, queue_size=8, tmp_dir=tmp_path,
-                                  upload_timeout=2.0, upload_min_rate=1000))
+                                  upload_timeout=3.0, upload_min_rate=1000))
+    limiter, service = app.state.limiter, app.state.service
+    restore, uploading_meanwhile = service.restore, []
+
+    def watched_restore(*args, **kwargs):
+        uploading_meanwhile.append(limiter.stats.uploading)
+        return restore(*args, **kwargs)
+
+    service.restore = watched_restore
     with running_server(app) as base:
         wait_ready(lambda path: _get(base, path))
         port = int(base.rsplit(":", 1)[1])
@@ -280,9 +288,9 @@ def test_stalled_uploads_hold_no_place_and_time_out(checkpoint, tmp_path):
         time.sleep(0.3)  # all nine are inside the app, waiting for their bodies
         status, _, body = _post(base, png_bytes(40, 30), timeout=20)
         assert status == 200, body
-        assert time.monotonic() - start < 2.0  # answered while the nine were still there
+        assert uploading_meanwhile == [9]  # restored while the nine were still there
 
-        trickle = _stall(port, b"")  # one byte every 0.1 s: never idle 2 s, but 10 B/s < 1000 B/s
+        trickle = _stall(port, b"")  # one byte every 0.1 s: never idle 3 s, but 10 B/s < 1000 B/s
         trickle.settimeout(0.1)
         trickle_start = time.monotonic()
         status = -1
@@ -302,14 +310,14 @@ def test_stalled_uploads_hold_no_place_and_time_out(checkpoint, tmp_path):
         trickle.settimeout(10)
         if status == -1:
             status = _response_status(trickle)
-        assert status == 408 and time.monotonic() - trickle_start < 5
+        assert status == 408 and time.monotonic() - trickle_start < 6
 
         for s in stalled:
             assert _response_status(s) == 408
             s.close()
-        assert time.monotonic() - start < 6  # 2 s without a byte ends an upload
+        assert time.monotonic() - start < 8  # 3 s without a byte ends an upload
         trickle.close()
-        stats = app.state.limiter.stats
+        stats = limiter.stats
         assert stats.admitted == 0 and stats.peak_admitted == 1
         assert list(tmp_path.iterdir()) == []
 
