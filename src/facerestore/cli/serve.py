@@ -32,21 +32,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", type=int, default=8, help="requests that may wait for a slot (503 beyond)")
     p.add_argument("--queue-timeout", type=float, default=60, help="seconds a request waits for a slot")
     p.add_argument("--job-timeout", type=float, default=300, help="seconds a restoration may take")
+    p.add_argument("--upload-timeout", type=float, default=30,
+                   help="seconds an upload may send nothing (408 after); also the grace before --upload-min-rate-kb")
+    p.add_argument("--upload-min-rate-kb", type=float, default=10,
+                   help="slowest average upload accepted after the first --upload-timeout seconds, in KB/s (408 below)")
+    p.add_argument("--max-uploads", type=int, default=32, help="uploads received at once (503 beyond)")
     p.add_argument("--no-download", action="store_true", help="never download model files")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace):
+    from ..pipeline.options import OptionsError
     from ..serve.config import MB, ServeConfig
 
+    # Flags in MB or KB are checked in those units: converted first, -1 MB read as -1048576.
+    if not args.max_upload_mb * MB >= 1:
+        raise OptionsError("--max-upload-mb", f"must be more than 0 MB, got {args.max_upload_mb:g} MB")
+    if not args.upload_min_rate_kb >= 0:
+        raise OptionsError("--upload-min-rate-kb", f"must be at least 0 KB/s, got {args.upload_min_rate_kb:g} KB/s")
     return ServeConfig(
         models=args.model or ["v1.4"], bg_upsampler=None if args.bg_upsampler.lower() == "none" else args.bg_upsampler,
         detector=args.detector, parser=args.parser, device=args.device, allow_download=not args.no_download,
         max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=int(args.max_pixels),
         max_output_pixels=int(args.max_output_pixels), max_upscale=args.max_upscale,
         max_concurrency=args.max_concurrency, queue_size=args.queue, queue_timeout=args.queue_timeout,
-        job_timeout=args.job_timeout)
+        job_timeout=args.job_timeout, upload_timeout=args.upload_timeout,
+        upload_min_rate=args.upload_min_rate_kb * 1024, max_uploads=args.max_uploads)
 
 
 def run(args: argparse.Namespace) -> int:

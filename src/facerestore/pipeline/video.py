@@ -206,8 +206,12 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
     if out_w * out_h > options.max_output_pixels:
         raise VideoWriteError(dst, f"frames of {out_w}x{out_h} would be over the limit of "
                                    f"{options.max_output_pixels / 1e6:g} MP; lower -s or raise --max-output-pixels")
-    out_w, out_h = out_w + out_w % 2, out_h + out_h % 2
-    summary = VideoSummary(src, dst, size=(out_w, out_h))
+    summary = VideoSummary(src, dst, size=(out_w + out_w % 2, out_h + out_h % 2))
+    if out_w % 2 or out_h % 2:  # yuv420p, the default, cannot hold odd sizes; every output is padded alike
+        summary.notes.append(f"{src.name}: frames of {out_w}x{out_h} are written as {summary.size[0]}x"
+                             f"{summary.size[1]} (last row/column repeated): {options.pix_fmt} video is "
+                             f"written with even sizes")
+    out_w, out_h = summary.size
     if info.other_streams:
         summary.notes.append(f"{src.name}: {info.other_streams} stream(s) other than its video and audio "
                              f"(subtitles, data, cover art) are not carried over")
@@ -233,6 +237,8 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
                         on_progress(summary.frames, total)
         summary.audio_streams = len(info.audio) if options.copy_audio else 0
         summary.audio_packets = writer.audio_packets
+    if reader.shortfall:
+        summary.notes.append(f"{src.name}: {reader.shortfall}")
     summary.faces_tracked = tracker.faces_tracked
     summary.seconds = time.perf_counter() - start
     if summary.face_frames == 0:

@@ -116,7 +116,8 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
     """The application for one server process: models are loaded once here and shared."""
     config = (config or ServeConfig()).replace(**kwargs) if kwargs else (config or ServeConfig())
     service = RestoreService(config)
-    limiter = JobLimiter(config.max_concurrency, config.queue_size, config.queue_timeout, config.job_timeout)
+    limiter = JobLimiter(config.max_concurrency, config.queue_size, config.queue_timeout, config.job_timeout,
+                         max_uploads=config.max_uploads)
 
     def preload() -> None:
         try:
@@ -196,18 +197,22 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
         start = time.perf_counter()
         if output not in ("image", "json"):
             raise ServeError(422, f"output: '{output}' is not one of image, json", field="output")
-        async with limiter.admit():
-            folder = Path(tempfile.mkdtemp(prefix="facerestore-serve-", dir=config.tmp_dir))
-            handed_over = False
-            try:
+        limiter.check_room()  # a full server says so before the body is read
+        folder = Path(tempfile.mkdtemp(prefix="facerestore-serve-", dir=config.tmp_dir))
+        handed_over = False
+        try:
+            async with limiter.receiving():
                 try:
                     upload = await read_upload(request.headers, request.stream(), folder,
                                                max_file_bytes=config.max_upload_bytes,
                                                max_fields=config.max_form_fields,
-                                               max_field_bytes=config.max_field_bytes)
+                                               max_field_bytes=config.max_field_bytes,
+                                               timeout=config.upload_timeout, min_rate=config.upload_min_rate)
                 except ClientDisconnect:
                     raise UploadError(400, "the client closed the connection during the upload") from None
-                settings = service.parse_request(upload.fields)
+            settings = service.parse_request(upload.fields)
+            # A request takes a place only now that its body is complete: a stalled upload holds none.
+            async with limiter.admit():
                 queued_at = time.perf_counter()
 
                 def job() -> tuple[RestoreResult, dict[str, float], bytes | None]:
@@ -225,9 +230,9 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
                 handed_over = True  # from here the limiter removes the folder when the work is done
                 result, timings, body = await limiter.run(
                     job, finally_=lambda: shutil.rmtree(folder, ignore_errors=True))
-            finally:
-                if not handed_over:
-                    shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            if not handed_over:
+                shutil.rmtree(folder, ignore_errors=True)
 
         timings.setdefault("total", (time.perf_counter() - start) * 1000)
         headers = {

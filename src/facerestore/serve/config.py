@@ -45,6 +45,11 @@ class ServeConfig:
     queue_size: int = 8
     queue_timeout: float = 60.0
     job_timeout: float = 300.0
+    # a body that stops for upload_timeout s, or comes slower than upload_min_rate bytes/s after
+    # the first upload_timeout s, is answered 408; at most max_uploads bodies are read at once
+    upload_timeout: float = 30.0
+    upload_min_rate: float = 10 * 1024
+    max_uploads: int = 32
     max_form_fields: int = 16
     max_field_bytes: int = 1024
     # per-request folders are made here (None: the system's temporary folder)
@@ -66,6 +71,21 @@ class ServeConfig:
         for flag, value, low in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
                 raise OptionsError(flag, f"must be a number of at least {low}, got {value!r}")
+        _check_upload_limits(self)
         if self.tmp_dir is not None and not Path(self.tmp_dir).is_dir():
             raise OptionsError("--tmp-dir", f"{self.tmp_dir} is not a folder")
         return self
+
+
+def _check_upload_limits(config: ServeConfig) -> None:
+    """The upload's time limits, named by their flags and in their units."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not (number(config.upload_timeout) and config.upload_timeout > 0):
+        raise OptionsError("--upload-timeout", f"must be a number of seconds above 0, got {config.upload_timeout!r}")
+    if not (number(config.upload_min_rate) and config.upload_min_rate >= 0):
+        rate = f"{config.upload_min_rate / 1024:g} KB/s" if number(config.upload_min_rate) else repr(config.upload_min_rate)
+        raise OptionsError("--upload-min-rate-kb", f"must be at least 0 KB/s, got {rate}")
+    if not (isinstance(config.max_uploads, int) and not isinstance(config.max_uploads, bool) and config.max_uploads >= 1):
+        raise OptionsError("--max-uploads", f"must be a whole number of at least 1, got {config.max_uploads!r}")
