@@ -25,7 +25,7 @@ from facerestore.face import align  # noqa: E402
 from facerestore.io.video import VideoReadError, is_video, list_media, probe, sniff_video  # noqa: E402
 from facerestore.models import zoo  # noqa: E402
 from facerestore.pipeline.restorer import Restorer  # noqa: E402
-from facerestore.video import VideoOptions, restore_frames, restore_video  # noqa: E402
+from facerestore.pipeline.video import VideoOptions, restore_frames, restore_video  # noqa: E402
 
 W, H, FACE, FPS = 160, 120, 64, 12
 SAMPLE_RATE = 16000
@@ -250,7 +250,7 @@ def test_smoothing_lowers_flicker_of_jittered_detections(clips, face, tiny_check
 def test_batched_frames_give_the_pixels_of_enhance(clips, face, tiny_checkpoint):
     frames = read_clip(clips["plain"])["frames"][:3]
     r = restorer_with(tiny_checkpoint, TemplateDetector(face))
-    from facerestore.video import TrackedFace
+    from facerestore.face.tracking import TrackedFace
 
     faces = [[TrackedFace(0, face_landmarks(*path_at(i)), True)] for i in range(3)]
     batched = restore_frames(r, frames, faces, 0.5)

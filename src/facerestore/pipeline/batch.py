@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
@@ -30,84 +30,19 @@ from ..io.images import (
     OutputTooLargeError,
     check_output_pixels,
     choose_output_ext,
-    compose_output,
     encode_image,
+    from_pipeline,
     holds_alpha,
     peek_size,
     read_image,
+    to_pipeline,
 )
 from .options import OptionsError, RestoreOptions
+from .results import BatchSummary, FileResult
 
 OUTPUT_FOLDERS = ("cropped_faces", "restored_faces", "cmp", "restored_imgs")
 
 NoteCallback = Callable[[str], None]
-
-
-@dataclass
-class FileResult:
-    """What became of one input file."""
-
-    path: Path
-    faces: int = 0
-    outputs: list[Path] = field(default_factory=list)
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    # An unexpected failure (not a bad input file): kept so a front-end can show its traceback.
-    exception: BaseException | None = field(default=None, repr=False)
-    # What the report records: the input's size, and one record per restored face (box, score,
-    # landmarks, identity score, weight used, output paths), see pipeline/report.py.
-    size_bytes: int | None = None
-    width: int | None = None
-    height: int | None = None
-    face_records: list = field(default_factory=list)  # list[restorer.FaceRecord]
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class BatchSummary:
-    files: int = 0
-    results: list[FileResult] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)  # run-wide notes (models chosen, scores unavailable)
-    model_files: dict[str, str] = field(default_factory=dict)  # role -> weights file, for the report
-    report_path: Path | None = None  # where the JSON report was written, if asked (options.report)
-
-    @property
-    def succeeded(self) -> int:
-        return sum(r.ok for r in self.results)
-
-    @property
-    def faces(self) -> int:
-        return sum(r.faces for r in self.results)
-
-    @property
-    def failures(self) -> list[tuple[Path, str]]:
-        return [(r.path, r.error) for r in self.results if r.error is not None]
-
-    @property
-    def no_face(self) -> list[Path]:
-        return [r.path for r in self.results if r.ok and r.faces == 0]
-
-    def report(self) -> str:
-        done = len(self.results)
-        head = (f"interrupted after {done} of {self.files} files: " if self.interrupted else "")
-        lines = [f"{head}{self.succeeded}/{self.files} files restored, {self.faces} faces, "
-                 f"{len(self.failures)} failed, {self.seconds:.1f} s"]
-        if self.no_face:
-            lines.append(f"no face found in {len(self.no_face)}: " + ", ".join(p.name for p in self.no_face))
-        scored = [(rec.identity, r.path, rec.index) for r in self.results for rec in r.face_records
-                  if rec.identity is not None]
-        if scored:
-            low, path, index = min(scored)
-            lines.append(f"identity score (ArcFace cosine, input vs restored face): mean "
-                         f"{sum(s for s, _, _ in scored) / len(scored):.3f}, lowest {low:.3f} "
-                         f"({path.name} face {index})")
-        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- planning
@@ -153,13 +88,6 @@ def output_paths(stem: str, n_faces: int, options: RestoreOptions, ext: str, out
 
 
 # --------------------------------------------------------------------------- one file
-
-
-def _as_cv2_array(loaded: LoadedImage) -> np.ndarray:
-    """The image as ``cv2.imread(..., IMREAD_UNCHANGED)`` would give it (BGR or BGRA, 8/16-bit)."""
-    if loaded.alpha is None:
-        return loaded.pixels
-    return np.dstack([loaded.pixels, loaded.alpha])
 
 
 def check_output_size(path: Path, options: RestoreOptions) -> None:
@@ -224,12 +152,12 @@ def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, 
     args = _restore_args(options)
     if restored_all is not None or hasattr(restorer, "restore"):
         if restored_all is None:
-            restored_all = restorer.restore(_as_cv2_array(loaded), **args)
+            restored_all = restorer.restore(to_pipeline(loaded), **args)
         cropped, restored, restored_img = restored_all.cropped, restored_all.restored, restored_all.image
         result.face_records = restored_all.faces
         result.notes.extend(f"{path.name}: {message}" for message in restored_all.notes)
     else:  # a duck-typed restorer with the official enhance() only
-        cropped, restored, restored_img = restorer.enhance(_as_cv2_array(loaded), **args)
+        cropped, restored, restored_img = restorer.enhance(to_pipeline(loaded), **args)
     targets = output_paths(stem or path.stem, len(cropped), options, ext, out_dir)
     if options.save_faces:
         for record in result.face_records:
@@ -241,12 +169,7 @@ def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, 
             images.append((targets["restored_faces"][i], face))
             images.append((targets["cmp"][i], np.concatenate([crop, face], axis=1)))
     if restored_img is not None:
-        # enhance returns the input's layout: BGR, or BGRA when the input kept its alpha.
-        alpha = restored_img[:, :, 3] if restored_img.ndim == 3 and restored_img.shape[2] == 4 else None
-        colour = restored_img if restored_img.ndim == 2 else restored_img[:, :, :3]
-        if colour.ndim == 2:
-            colour = np.repeat(colour[:, :, None], 3, axis=2)
-        final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
+        final = from_pipeline(restored_img, loaded, keep_grey=restorer.keep_grey)
         images.append((targets["restored_imgs"][0], final))
     result.faces = len(cropped)
     return result, images, read.seconds + time.perf_counter() - start
@@ -292,7 +215,7 @@ def _restore_together(restorer, reads: list[_Read], options: RestoreOptions) -> 
         return {}
     start = time.perf_counter()
     try:
-        results = restorer.restore_many([_as_cv2_array(r.loaded) for r in reads], **_restore_args(options))
+        results = restorer.restore_many([to_pipeline(r.loaded) for r in reads], **_restore_args(options))
     except Exception:
         return {}
     share = (time.perf_counter() - start) / len(reads)
