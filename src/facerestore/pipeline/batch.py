@@ -233,6 +233,121 @@ def _failed(path: Path, exc: BaseException) -> FileResult:
 # --------------------------------------------------------------------------- the batch
 
 
+class _BatchRun:
+    """The loop of one :func:`run_batch`, in three steps that overlap: *read ahead* decodes the
+    next files in a thread, *restore* runs the networks on one file (or a group of files whose
+    faces share batches, on GPUs), and *write behind* encodes and writes the previous file's
+    outputs in a thread while the next one is restored (OpenCV and numpy release the GIL).
+    Results are recorded in input order; each file's outputs are still staged and committed
+    together by :func:`write_outputs`. Without ``overlap`` every step runs in turn, in one thread.
+    """
+
+    def __init__(self, files: list[Path], out_dir: Path, options: RestoreOptions, restorer,
+                 summary: BatchSummary, *, stems: dict[Path, str], protected: set[Path], overlap: bool,
+                 on_note: NoteCallback | None, on_file: Callable[[FileResult], None] | None) -> None:
+        self.files, self.out_dir, self.options, self.restorer = files, out_dir, options, restorer
+        self.summary, self.stems, self.protected, self.overlap = summary, stems, protected, overlap
+        self.on_note, self.on_file = on_note, on_file
+        self.group = _files_per_group(restorer)
+        self.pool: ThreadPoolExecutor | None = None
+        self.reads: dict[int, Future] = {}  # input index -> its decode, started ahead
+        self.writing: tuple[Path, Future] | None = None  # the previous file's write, still going
+
+    def run(self, progress: Callable[[Iterable[Path]], Iterable[Path]] | None) -> None:
+        """Every file, in order; Ctrl-C stops after the current file (summary.interrupted)."""
+        with ThreadPoolExecutor(max_workers=2 if self.overlap else 1, thread_name_prefix="facerestore-io") as pool:
+            self.pool = pool
+            self.read_ahead(0, self.group + 1)
+            items: list[tuple[int, Path]] = []
+            try:
+                for i, path in enumerate(progress(self.files) if progress else self.files):
+                    items.append((i, path))
+                    if len(items) < self.group and i + 1 < len(self.files):
+                        continue
+                    self.read_ahead(i + 1, i + 1 + self.group)
+                    group, items = items, []
+                    self.restore(group)
+                if items:
+                    self.restore(items)
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+                for future in self.reads.values():
+                    future.cancel()
+            finally:
+                self.finish_write()  # a started write completes (all of a file's outputs or none)
+
+    def record(self, result: FileResult) -> None:
+        if self.on_note is not None:
+            for message in result.notes:
+                self.on_note(message)
+        self.summary.results.append(result)
+        if self.on_file is not None:
+            self.on_file(result)
+
+    # read ahead
+
+    def read_ahead(self, low: int, high: int) -> None:
+        """Start decoding files ``low`` to ``high - 1`` in the pool (with ``overlap``)."""
+        if not self.overlap:
+            return
+        for j in range(low, min(high, len(self.files))):
+            if j not in self.reads:
+                self.reads[j] = self.pool.submit(read_file, self.files[j], self.options)
+
+    def _read(self, i: int, path: Path) -> _Read | BaseException:
+        """File ``i``'s decode: the one read ahead, or read now (no overlap, or a progress
+        wrapper that reordered the files); a failure is returned, to be recorded in order."""
+        future = self.reads.pop(i, None)
+        try:
+            if future is not None and path == self.files[i]:
+                return future.result()
+            return read_file(path, self.options)
+        except Exception as exc:
+            return exc
+
+    # restore
+
+    def restore(self, items: list[tuple[int, Path]]) -> None:
+        """Restore a group of files (their faces batched together when there are several) and
+        hand each one's outputs to the write-behind step."""
+        loaded = [(path, self._read(i, path)) for i, path in items]
+        together = _restore_together(self.restorer, [r for _, r in loaded if isinstance(r, _Read)], self.options)
+        for path, read in loaded:
+            try:
+                if isinstance(read, BaseException):
+                    raise read
+                done = together.get(id(read))
+                result, images, seconds = compute_file(self.restorer, read, self.out_dir, self.options,
+                                                       stem=self.stems[path], restored_all=done[0] if done else None)
+                seconds += done[1] if done else 0.0
+            except Exception as exc:
+                self.finish_write()
+                self.record(_failed(path, exc))
+                continue
+            self.write_behind(path, result, images, seconds)
+
+    # write behind
+
+    def write_behind(self, path: Path, result: FileResult, images: list[tuple[Path, np.ndarray]],
+                     seconds: float) -> None:
+        """Record the previous file, then start writing this one's outputs (at once without overlap)."""
+        self.finish_write()
+        self.writing = (path, self.pool.submit(write_outputs, result, images, seconds, self.out_dir, self.protected))
+        if not self.overlap:
+            self.finish_write()
+
+    def finish_write(self) -> None:
+        """Wait for the write under way, if any, and record its file (written, or why not)."""
+        if self.writing is None:
+            return
+        path, future = self.writing
+        self.writing = None
+        try:
+            self.record(future.result())
+        except Exception as exc:
+            self.record(_failed(path, exc))
+
+
 def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, restorer=None,
               on_note: NoteCallback | None = None, on_file: Callable[[FileResult], None] | None = None,
               progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
@@ -243,10 +358,11 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
     any model is loaded. ``restorer`` reuses a loaded :class:`~facerestore.Restorer` (a web
     worker); by default one is built from ``options``, and its notes (warnings) go to ``on_note``.
     ``progress`` wraps the file iterable (a progress bar). ``stems`` names each file's results
-    (default :func:`output_stems`; a sharded run passes the names computed over all inputs). Ctrl-C stops after the current file's
-    outputs are either all written or not at all; the summary says so (``interrupted``).
+    (default :func:`output_stems`; a sharded run passes the names computed over all inputs).
+    Ctrl-C stops after the current file's outputs are either all written or not at all; the
+    summary says so (``interrupted``).
     ``overlap`` decodes the next file and writes the previous one in threads while a file is
-    restored (the outputs are the same either way).
+    restored (the outputs are the same either way; see :class:`_BatchRun`).
     """
     from .options import check_output_folder
     from .restorer import Restorer
@@ -273,88 +389,8 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         for warning in caught:
             note(str(warning.message))
     summary.model_files = dict(getattr(restorer, "model_files", {}))
-
-    def record(result: FileResult) -> None:
-        for message in result.notes:
-            if on_note is not None:
-                on_note(message)
-        summary.results.append(result)
-        if on_file is not None:
-            on_file(result)
-
-    # Decoding the next files and encoding/writing the previous one run in two threads while
-    # this one computes (OpenCV and numpy release the GIL). Results are recorded in input order,
-    # and each file's outputs are still staged and committed together by write_outputs. With a
-    # batch size above 1 (GPUs) consecutive files are restored together, their faces batched.
-    group = _files_per_group(restorer)
-    with ThreadPoolExecutor(max_workers=2 if overlap else 1, thread_name_prefix="facerestore-io") as pool:
-        reads: dict[int, Future] = {}
-
-        def prefetch(low: int, high: int) -> None:
-            for j in range(low, min(high, len(files))):
-                if overlap and j not in reads:
-                    reads[j] = pool.submit(read_file, files[j], options)
-
-        writing: tuple[Path, Future] | None = None
-
-        def finish_write() -> None:
-            nonlocal writing
-            if writing is not None:
-                path, future = writing
-                writing = None
-                try:
-                    record(future.result())
-                except Exception as exc:
-                    record(_failed(path, exc))
-
-        def process(items: list[tuple[int, Path]]) -> None:
-            nonlocal writing
-            loaded: list[tuple[Path, _Read | BaseException]] = []
-            for i, path in items:
-                future = reads.pop(i, None)
-                try:
-                    if future is not None and path == files[i]:
-                        loaded.append((path, future.result()))
-                    else:  # no read ahead (overlap off), or a progress wrapper that reordered
-                        loaded.append((path, read_file(path, options)))
-                except Exception as exc:
-                    loaded.append((path, exc))
-            together = _restore_together(restorer, [r for _, r in loaded if isinstance(r, _Read)], options)
-            for k, (path, read) in enumerate(loaded):
-                try:
-                    if isinstance(read, BaseException):
-                        raise read
-                    done = together.get(id(read))
-                    result, images, seconds = compute_file(restorer, read, out_dir, options, stem=stems[path],
-                                                           restored_all=done[0] if done else None)
-                    seconds += done[1] if done else 0.0
-                except Exception as exc:
-                    finish_write()
-                    record(_failed(path, exc))
-                    continue
-                finish_write()
-                writing = (path, pool.submit(write_outputs, result, images, seconds, out_dir, protected))
-                if not overlap:
-                    finish_write()
-
-        prefetch(0, group + 1)
-        items: list[tuple[int, Path]] = []
-        try:
-            for i, path in enumerate(progress(files) if progress else files):
-                items.append((i, path))
-                if len(items) < group and i + 1 < len(files):
-                    continue
-                prefetch(i + 1, i + 1 + group)
-                batch_items, items = items, []
-                process(batch_items)
-            if items:
-                process(items)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            for future in reads.values():
-                future.cancel()
-        finally:
-            finish_write()  # a started write completes (all of a file's outputs or none)
+    _BatchRun(files, out_dir, options, restorer, summary, stems=stems, protected=protected, overlap=overlap,
+              on_note=on_note, on_file=on_file).run(progress)
     summary.seconds = time.perf_counter() - start
     if options.report is not None:
         from .report import build_report, write_report
