@@ -15,22 +15,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 av = pytest.importorskip("av", reason='video tests need PyAV: pip install -e ".[test,video]"')
 
 from facerestore import cli  # noqa: E402
-from facerestore.archs.gfpgan import GFPGANv1Clean  # noqa: E402
 from facerestore.face import align  # noqa: E402
 from facerestore.io.video import VideoReadError, is_video, list_media, probe, sniff_video  # noqa: E402
 from facerestore.models import zoo  # noqa: E402
 from facerestore.pipeline.restorer import Restorer  # noqa: E402
-from facerestore.pipeline.video import VideoOptions, restore_frames, restore_video  # noqa: E402
+from facerestore.pipeline.video import restore_frames  # noqa: E402
 
 W, H, FACE, FPS = 160, 120, 64, 12
 SAMPLE_RATE = 16000
-TINY = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.0625, different_w=True,
-            input_is_latent=True, sft_half=True)
+TINY_FACE_SIZE = 64  # the tiny_checkpoint fixture's crops: 64 px keeps the many frames fast
 
 
 # --------------------------------------------------------------------------- clips
@@ -158,14 +155,6 @@ def face() -> np.ndarray:
     if not src.is_file():
         pytest.skip("../shared/data/aligned is not present")
     return cv2.resize(cv2.imread(str(src)), (FACE, FACE), interpolation=cv2.INTER_AREA)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny64_clean.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY).state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
