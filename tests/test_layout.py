@@ -143,6 +143,10 @@ def _imports(module_file: Path, name: str, known: set[str], root: str) -> set[st
                 target(module, [a.name for a in node.names])
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and arg.value in known:
+                found.add(arg.value)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -230,11 +234,12 @@ def test_the_cycle_check_sees_a_circle(tmp_path):
     (pkg / "a" / "y.py").write_text("def f():\n    from ..b import z  # lazy: still a cycle\n")
     (pkg / "b.py").write_text("")
     (pkg / "c.py").write_text("import facerestore.a.x\n")
-    (pkg / "z.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import q\n")
+    (pkg / "z.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import q\n"
+                              "else:\n    importlib.import_module('facerestore.b')\n")
     graph = import_graph(pkg)
     assert graph["facerestore.a.x"] == {"facerestore.a.y"}
     assert graph["facerestore.a.y"] == {"facerestore.b"}
-    assert graph["facerestore.z"] == set()  # TYPE_CHECKING imports never run
+    assert graph["facerestore.z"] == {"facerestore.b"}  # TYPE_CHECKING imports never run
     assert import_cycles(graph) == []
     (pkg / "b.py").write_text("from .c import *\n")
     cycles = import_cycles(import_graph(pkg))
