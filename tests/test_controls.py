@@ -14,7 +14,6 @@ from torch import nn
 
 from facerestore import cli
 from facerestore.archs.arcface import ResNetArcFace
-from facerestore.archs.gfpgan import GFPGANv1Clean
 from facerestore.face.detectors import load_detector
 from facerestore.face.sanity import implausibility, split_plausible
 from facerestore.models import ModelDescriptor, Purpose, zoo
@@ -32,8 +31,6 @@ BLAKE_LANDMARKS = [
 ]
 FACE_NET = ModelDescriptor("StandIn", Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
                            takes_noise=True)
-TINY_CLEAN = dict(out_size=512, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.125,
-                  different_w=True, input_is_latent=True, sft_half=True)
 
 
 class ColourShiftNet(nn.Module):
@@ -82,14 +79,6 @@ def arcface_file(tmp_path_factory) -> Path:
     net = ResNetArcFace("IRBlock", [2, 2, 2, 2], use_se=False)
     path = tmp_path_factory.mktemp("arcface") / "arcface_resnet18.pth"
     torch.save(net.state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny_clean.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY_CLEAN).state_dict()}, path)
     return path
 
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from facerestore.models import ModelDescriptor, Purpose
-from facerestore.pipeline.restorer import Restorer, is_grey
+from facerestore.io.images import is_grey
+from facerestore.pipeline.restorer import Restorer
 from stand_ins import FixedDetector, NoDetector
 
 # Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg.

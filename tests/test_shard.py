@@ -12,25 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from facerestore import cli
-from facerestore.archs.gfpgan import GFPGANv1Clean
 from facerestore.models import zoo
 from facerestore.pipeline.options import OptionsError, RestoreOptions
 from facerestore.pipeline.shard import (Shard, already_complete, merge_summaries, parse_shard, shard_from_env,
                                         take_shard)
 
-TINY = dict(out_size=512, num_style_feat=32, channel_multiplier=1, num_mlp=1, narrow=0.0625,
-            different_w=True, input_is_latent=True, sft_half=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY).state_dict()}, path)
-    return path
 
 
 def _photos(folder: Path, n: int) -> list[Path]:

@@ -15,22 +15,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 av = pytest.importorskip("av", reason='video tests need PyAV: pip install -e ".[test,video]"')
 
 from facerestore import cli  # noqa: E402
-from facerestore.archs.gfpgan import GFPGANv1Clean  # noqa: E402
 from facerestore.face import align  # noqa: E402
 from facerestore.io.video import VideoReadError, is_video, list_media, probe, sniff_video  # noqa: E402
 from facerestore.models import zoo  # noqa: E402
 from facerestore.pipeline.restorer import Restorer  # noqa: E402
-from facerestore.video import VideoOptions, restore_frames, restore_video  # noqa: E402
+from facerestore.pipeline.video import restore_frames  # noqa: E402
 
 W, H, FACE, FPS = 160, 120, 64, 12
 SAMPLE_RATE = 16000
-TINY = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.0625, different_w=True,
-            input_is_latent=True, sft_half=True)
+TINY_FACE_SIZE = 64  # the tiny_checkpoint fixture's crops: 64 px keeps the many frames fast
 
 
 # --------------------------------------------------------------------------- clips
@@ -161,14 +158,6 @@ def face() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny64_clean.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY).state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory, face) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
     return {"plain": make_clip(folder / "clip.mp4", face)}
@@ -250,7 +239,7 @@ def test_smoothing_lowers_flicker_of_jittered_detections(clips, face, tiny_check
 def test_batched_frames_give_the_pixels_of_enhance(clips, face, tiny_checkpoint):
     frames = read_clip(clips["plain"])["frames"][:3]
     r = restorer_with(tiny_checkpoint, TemplateDetector(face))
-    from facerestore.video import TrackedFace
+    from facerestore.face.tracking import TrackedFace
 
     faces = [[TrackedFace(0, face_landmarks(*path_at(i)), True)] for i in range(3)]
     batched = restore_frames(r, frames, faces, 0.5)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..io.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import BatchSummary, FileResult
+    from .results import BatchSummary, FileResult
     from .options import RestoreOptions
 
 __all__ = ["SCHEMA_ID", "build_report", "write_report", "file_sha256", "versions"]

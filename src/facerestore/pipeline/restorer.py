@@ -20,6 +20,7 @@ from torch import nn
 from ..face import align
 from ..face.detectors import FaceDetector, load_detector
 from ..face.sanity import drop_small, split_plausible
+from ..io.images import convert_bit_depth, from_pipeline
 from ..models.descriptor import Purpose
 from ..models.loading import load
 
@@ -28,28 +29,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .options import RestoreOptions
 
 FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
-# Channels closer than this (in 8-bit levels) are one grey image stored as colour (a scanned
-# print saved as RGB JPEG); such photos come back grey like true single-channel ones.
-_GREY_TOLERANCE = 2
 
 
 def _as_bgr8(img: np.ndarray) -> np.ndarray:
     """Any supported image → 3-channel BGR uint8 (what detectors and face networks take)."""
-    if img.dtype == np.uint16:
-        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    img = convert_bit_depth(img, 8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(img[:, :, :3])
-
-
-def is_grey(img: np.ndarray) -> bool:
-    """True for single-channel images and for colour images whose channels are all (nearly) equal."""
-    if img.ndim == 2 or img.shape[2] == 1:
-        return True
-    tolerance = _GREY_TOLERANCE * (257 if img.dtype == np.uint16 else 1)
-    # absdiff in the image's own dtype: no full-size int32 copies of a large photo.
-    b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
-    return bool(cv2.absdiff(b, g).max() <= tolerance and cv2.absdiff(g, r).max() <= tolerance)
 
 
 def check_weight(weight: object) -> float:
@@ -504,13 +491,7 @@ class Restorer:
             masks = align.parse_face_masks(self.parser, restored, self.device, self.batch_size)
         inverse = [align.inverse_affine(a, self.upscale) for a in affines]
         out = align.paste_faces(background, list(restored), inverse, self.upscale, masks, out_size)
-        if self.keep_grey and is_grey(img):
-            grey = cv2.cvtColor(np.ascontiguousarray(out[:, :, :3]), cv2.COLOR_BGR2GRAY)
-            if img.ndim == 2:
-                return grey
-            out = out.copy()
-            out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
-        return out
+        return from_pipeline(out, img, keep_grey=self.keep_grey)  # the input's kind: grey, alpha, bit depth
 
 
 def half_dtype(device: torch.device) -> torch.dtype:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..face import align
 from ..io.atomic import atomic_path
+from ..io.images import from_pipeline
 from ..io.video import (
     CONTAINER_FORMATS,
     EncodeSettings,
@@ -230,7 +231,9 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
                 for frame, frame_faces, image in zip(chunk, faces, outputs):
                     if on_faces is not None:
                         on_faces(frame.index, frame_faces)
-                    writer.write(_even(_as_bgr(image)), frame.pts)
+                    # the frame's kind (BGR uint8, as decoded): what the encoder takes
+                    image = from_pipeline(image, frame.image, keep_grey=restorer.keep_grey)
+                    writer.write(_even(image), frame.pts)
                     summary.frames += 1
                     summary.face_frames += len(frame_faces)
                     if on_progress is not None:
@@ -248,7 +251,3 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
             on_note(note)
     return summary
 
-
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    # keep_grey returns a grey frame as 3 equal channels already; a 2-D one never comes from BGR input
-    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)

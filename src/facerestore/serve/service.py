@@ -282,8 +282,8 @@ class RestoreService:
     def restore(self, path: Path, filename: str, request: RestoreRequest) -> RestoreResult:
         """Read, restore and encode one uploaded file (blocking: run it in a worker thread)."""
         from ..face import align
-        from ..io.images import (ImageReadError, compose_output, convert_bit_depth, encode_image, peek_size,
-                                 read_image, scaled_size)
+        from ..io.images import (ImageReadError, convert_bit_depth, encode_image, from_pipeline, peek_size,
+                                 read_image, scaled_size, to_pipeline)
 
         opts = request.options
         timings: dict[str, float] = {}
@@ -322,7 +322,7 @@ class RestoreService:
         if loaded.alpha is not None and request.ext == ".jpg":
             notes.append("JPEG cannot store transparency; the alpha channel is dropped")
             loaded = dataclasses.replace(loaded, alpha=None)
-        array = loaded.pixels if loaded.alpha is None else np.dstack([loaded.pixels, loaded.alpha])
+        array = to_pipeline(loaded)
 
         restorer = copy.copy(base)  # shares the networks; this request's upscale only
         restorer.upscale = opts.upscale
@@ -353,11 +353,7 @@ class RestoreService:
         if restored_img is None:  # aligned input: the result is the restored face
             final = restored[0]
         else:
-            alpha = restored_img[:, :, 3] if restored_img.ndim == 3 and restored_img.shape[2] == 4 else None
-            colour = restored_img if restored_img.ndim == 2 else restored_img[:, :, :3]
-            if colour.ndim == 2:
-                colour = np.repeat(colour[:, :, None], 3, axis=2)
-            final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
+            final = from_pipeline(restored_img, loaded, keep_grey=restorer.keep_grey)
         data = encode_image(final, request.ext, request.quality, name=filename)
         timings["encode"] = (time.perf_counter() - tick) * 1000
         return RestoreResult(image=data, ext=request.ext, media_type=request.media_type, faces=len(cropped),
