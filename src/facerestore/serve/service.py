@@ -7,11 +7,9 @@ what another one sees, and no weights are copied.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -165,10 +163,8 @@ class RestoreService:
                 bg_upsampler=shared.get("upsampler", cfg.bg_upsampler) if bg else None, bg_tile=cfg.bg_tile,
                 detector=shared.get("detector", cfg.detector), parser=shared.get("parser", cfg.parser),
                 device=cfg.device, allow_download=cfg.allow_download, upscale=1.0)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                restorer = Restorer.from_options(options)
-            self.load_notes.extend(str(w.message) for w in caught if str(w.message) not in self.load_notes)
+            restorer = Restorer(options)
+            self.load_notes.extend(n for n in restorer.notes if n not in self.load_notes)
             shared.setdefault("detector", restorer.detector)
             shared.setdefault("parser", restorer.parser)
             if restorer.upsampler is not None:
@@ -324,8 +320,7 @@ class RestoreService:
             loaded = dataclasses.replace(loaded, alpha=None)
         array = loaded.pixels if loaded.alpha is None else np.dstack([loaded.pixels, loaded.alpha])
 
-        restorer = copy.copy(base)  # shares the networks; this request's upscale only
-        restorer.upscale = opts.upscale
+        restorer = base.with_options(upscale=opts.upscale)  # shares the networks; this request's upscale only
         boxes: list[dict[str, Any]] = []
         landmarks = None
         tick = time.perf_counter()
