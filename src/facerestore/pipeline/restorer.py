@@ -8,6 +8,7 @@ grey / alpha / 16-bit images coming back as they went in.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -117,6 +118,9 @@ class RestoreResult:
     image: np.ndarray | None
     faces: list[FaceRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Milliseconds: "detect" (checks, detection, alignment) and "restore" (networks, blend, paste);
+    # images restored together share the network's time equally.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -380,15 +384,23 @@ class Restorer:
         landmarks = [None] * len(images) if landmarks is None else list(landmarks)
         if len(landmarks) != len(images):
             raise ValueError(f"{len(images)} images but {len(landmarks)} landmark entries")
-        prepared = [self._prepare(img, has_aligned, only_center_face, lms) for img, lms in zip(images, landmarks)]
+        prepared, detect_ms = [], []
+        for img, lms in zip(images, landmarks, strict=True):
+            tick = time.perf_counter()
+            prepared.append(self._prepare(img, has_aligned, only_center_face, lms))
+            detect_ms.append((time.perf_counter() - tick) * 1000)
+        tick = time.perf_counter()
         raw_all = self.restore_faces([crop for p in prepared for crop in p.cropped])
+        network_ms = (time.perf_counter() - tick) * 1000 / max(1, len(prepared))
         results, taken = [], 0
-        for p in prepared:
+        for p, ms in zip(prepared, detect_ms, strict=True):
+            tick = time.perf_counter()
             raw = raw_all[taken:taken + len(p.cropped)]
             taken += len(p.cropped)
             restored, records = self._restore_crops(p.cropped, weight, p.notes, raw=raw)
             if p.aligned:
-                results.append(RestoreResult(p.cropped, restored, None, records, p.notes))
+                results.append(RestoreResult(p.cropped, restored, None, records, p.notes,
+                                             _timings(ms, network_ms, tick)))
                 continue
             for i, record in enumerate(records):
                 record.landmarks = np.asarray(p.points[i], np.float64).round(2).tolist()
@@ -396,7 +408,7 @@ class Restorer:
                     record.box = np.asarray(p.dets[i, :4], np.float64).round(2).tolist()
                     record.score = round(float(p.dets[i, 4]), 6)
             image = self.paste_back(p.img, restored, p.affines) if paste_back else None
-            results.append(RestoreResult(p.cropped, restored, image, records, p.notes))
+            results.append(RestoreResult(p.cropped, restored, image, records, p.notes, _timings(ms, network_ms, tick)))
         return results
 
     def _prepare(self, img: np.ndarray, has_aligned: bool, only_center_face: bool,
@@ -490,6 +502,10 @@ class Restorer:
             out = out.copy()
             out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
         return out
+
+
+def _timings(detect_ms: float, network_ms: float, since: float) -> dict[str, float]:
+    return {"detect": detect_ms, "restore": network_ms + (time.perf_counter() - since) * 1000}
 
 
 def half_dtype(device: torch.device) -> torch.dtype:
