@@ -61,6 +61,10 @@ def _preprocess(face: np.ndarray) -> np.ndarray:
     return identity_preprocess(grey)
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
 def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
                          allow_download: bool = True, needed: bool = False,
                          on_note: Callable[[str], None] | None = None) -> IdentityScorer | None:
@@ -73,9 +77,7 @@ def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
     cannot be had, the same note, and the run goes on). Notes go to ``on_note`` (by default, a
     warning).
     """
-    if on_note is None:
-        def on_note(message: str) -> None:
-            warnings.warn(message, stacklevel=3)
+    note = on_note if on_note is not None else _warn
     from ..models import zoo
     from ..models.descriptor import Purpose
     from ..models.loading import load
@@ -86,13 +88,13 @@ def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
         found = zoo.locate(zoo.find_entry("arcface-resnet18"))
         if found is None:
             if needed:
-                on_note(UNAVAILABLE_NOTE)
+                note(UNAVAILABLE_NOTE)
             return None
         choice = found
     try:
         loaded = load(choice, device, allow_download=allow_download, purpose=Purpose.IDENTITY,
                       role="the identity model (--identity-model)")
     except zoo.ModelUnavailableError as exc:
-        on_note(f"{UNAVAILABLE_NOTE} ({str(exc).splitlines()[0]})")
+        note(f"{UNAVAILABLE_NOTE} ({str(exc).splitlines()[0]})")
         return None
     return IdentityScorer(loaded.model, device, source=loaded.source)

@@ -149,6 +149,7 @@ class Restorer:
         Restorer(options)                          # what a front-end filled and validated
         Restorer(model="v1.4", upscale=2)          # a Python caller: any RestoreOptions field
         Restorer(options, detector=my_detector)    # overrides win
+        Restorer("v1.4")                           # a model alone may come first
 
     The options are validated (:class:`~facerestore.pipeline.options.OptionsError` names the bad
     one) before any network loads, and kept as ``restorer.options``. Fields that name networks
@@ -179,6 +180,11 @@ class Restorer:
                            "report", "suffix", "ext", "save_faces", "max_pixels", "max_output_pixels"})
 
     def __init__(self, options: RestoreOptions | None = None, /, **overrides: Any) -> None:
+        if options is not None and not isinstance(options, RestoreOptions):
+            # Restorer("v1.4"), Restorer(my_module): a model first, as the official GFPGANer takes it.
+            if "model" in overrides:
+                raise TypeError("Restorer() got a model twice: positionally and as model=")
+            options, overrides = None, {"model": options, **overrides}
         options = (options if options is not None else RestoreOptions()).replace(**overrides).validate()
         self.options = options
         self.notes: list[str] = []
@@ -546,23 +552,26 @@ def auto_batch_size(device: torch.device | str, dtype: torch.dtype = torch.float
     return int(max(1, min(_MAX_AUTO_BATCH, free * 0.5 // per_face)))
 
 
+def _warn(message: str) -> None:
+    """Notes for callers of the helpers below who give no ``on_note`` (the Restorer always does)."""
+    import warnings
+
+    warnings.warn(message, stacklevel=3)
+
+
 def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool,
                          on_note: Callable[[str], None] | None = None) -> object:
     """What a background-upsampler option means. ``"realesrgan"`` behaves as the official CLI
     (Real-ESRGAN x2 on CUDA only, and only when its weights can be had; a Lanczos resize
     otherwise, with a note to ``on_note``, by default a warning); ``None`` resizes; a zoo name,
     file or module is used as given on any device."""
-    if on_note is None:
-        import warnings
-
-        def on_note(message: str) -> None:
-            warnings.warn(message, stacklevel=3)
+    note = on_note if on_note is not None else _warn
     if choice is None:  # "none" became None in RestoreOptions.validate
         return None
     if not (isinstance(choice, str) and choice.lower() == "realesrgan"):
         return choice
     if torch.device(device).type != "cuda":
-        on_note("Real-ESRGAN is slow on CPU, so the background is resized instead "
+        note("Real-ESRGAN is slow on CPU, so the background is resized instead "
                 "(ask for it anyway with --bg_upsampler realesrgan-x2plus)")
         return None
     from ..models import zoo
@@ -571,6 +580,6 @@ def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_downl
     try:
         zoo.ensure_model_file(entry, allow_download=allow_download)
     except zoo.ModelUnavailableError as exc:
-        on_note(f"background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}")
+        note(f"background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}")
         return None
     return entry.name  # by name, so loading checks it holds the zoo's architecture
