@@ -51,7 +51,10 @@ class Upsampler:
 
     Args:
         model: a zoo name (``realesrgan-x2plus``), a weights file, or a module mapping
-            ``(1, 3, H, W)`` RGB in [0, 1] to ``(1, 3, s*H, s*W)``; put in eval mode.
+            ``(1, 3, H, W)`` RGB in [0, 1] to ``(1, 3, s*H, s*W)``; put in eval mode. Its factor
+            ``s`` is its descriptor's (:func:`facerestore.models.describe`): RRDBNet's from its
+            weights; a network of one's own declares it with a ``descriptor`` attribute
+            (``ModelDescriptor(name, Purpose.UPSCALING, scale=s)``).
         tile: core tile size in input pixels; 0 runs the whole image at once.
         tile_pad: real context around each tile, in input pixels (see the module docstring).
         pre_pad: reflect padding added right and bottom before the network and cut after it
