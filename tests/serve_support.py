@@ -24,8 +24,8 @@ def serve_config(checkpoint: Path, **changes):
     """Offline settings: the built-in MTCNN, no ParseNet (its weights are not here), no downloads."""
     from facerestore.serve import ServeConfig
 
-    return ServeConfig(models=[str(checkpoint)], detector="mtcnn", parser=None, allow_download=False,
-                       **changes)
+    return ServeConfig.build(models=[str(checkpoint)], detector="mtcnn", parser=None, allow_download=False,
+                             **changes)
 
 
 def png_bytes(width: int = 48, height: int = 40, channels: int = 3, seed: int = 0, noise: bool = True) -> bytes:

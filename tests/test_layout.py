@@ -90,14 +90,9 @@ def test_public_names():
 # imports under ``if TYPE_CHECKING:`` are left out (they never run). ``from pkg import name``
 # counts as an import of ``pkg.name`` when that is a module, else of ``pkg`` (its __init__).
 
-# Cycles known and being removed elsewhere; each names what ends it. The lead deletes an entry
-# when the branch that ends it is merged (the test then fails if the cycle is still there).
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # restorer.enhance_video imports pipeline.video, whose VideoOptions.validate imports
-    # restorer.check_weight: ended by moving check_weight to pipeline/options.py (branch
-    # restorer-serve, issue 14 item 3).
-    frozenset({"facerestore.pipeline.restorer", "facerestore.pipeline.video"}),
-}
+# Cycles known and being removed; each entry names what ends it, and the test fails once it is
+# gone so that the entry is deleted with it. None are left.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _is_type_checking(test: ast.expr) -> bool:

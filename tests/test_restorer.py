@@ -273,3 +273,57 @@ def test_single_channel_layouts_and_dark_sixteen_bit(blake):
     dark = np.full((400, 600, 3), 200, np.uint16)
     out = _restorer(IdentityFaceNet()).enhance(dark, weight=0, landmarks=BLAKE_LANDMARKS[:1])[2]
     assert out.dtype == np.uint16 and out.max() < 1000  # 8-bit face precision: ±257, not x257
+
+
+# --------------------------------------------------------------------------- one configuration
+
+
+def test_options_are_the_only_configuration_and_overrides_win():
+    from facerestore.pipeline.options import RestoreOptions
+
+    given = RestoreOptions(upscale=3, weight=0.2, min_face=12)
+    r = Restorer(given, model=IdentityFaceNet(), detector=NoDetector(), parser=None, upscale=1)
+    assert r.options is not given and given.upscale == 3  # the caller's options are not changed
+    assert (r.upscale, r.options.weight, r.min_face) == (1, 0.2, 12)
+    face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    cropped, restored, _ = r.enhance(face, has_aligned=True)  # weight from the options
+    assert r.options.weight == 0.2 and restored[0].shape == cropped[0].shape
+    assert isinstance(Restorer(IdentityFaceNet(), detector=NoDetector(), parser=None).net, IdentityFaceNet)
+
+
+def test_overrides_are_checked_as_options_are():
+    from facerestore.pipeline.options import OptionsError
+
+    with pytest.raises(TypeError, match="upscle"):
+        _restorer(IdentityFaceNet(), upscle=2)
+    with pytest.raises(OptionsError, match="-s/--upscale"):
+        _restorer(IdentityFaceNet(), upscale=0.5)
+    with pytest.raises(OptionsError, match="--min-face"):
+        _restorer(IdentityFaceNet(), min_face=-1)
+    with pytest.raises(TypeError, match="twice"):
+        Restorer(IdentityFaceNet(), model=IdentityFaceNet())
+
+
+def test_none_is_read_once_in_validate():
+    r = Restorer(model=IdentityFaceNet(), detector=NoDetector(), parser="None", bg_upsampler="none",
+                 identity_model="NONE")
+    assert (r.options.parser, r.options.bg_upsampler, r.options.identity_model) == (None, None, None)
+    assert r.parser is None and r.upsampler is None and r.identity is None and r.notes == []
+
+
+def test_with_options_shares_the_networks_and_refuses_what_needs_loading():
+    r = _restorer(IdentityFaceNet(), upscale=1)
+    bigger = r.with_options(upscale=2, weight=1.0)
+    assert bigger.net is r.net and bigger.detector is r.detector and (bigger.upscale, r.upscale) == (2, 1)
+    with pytest.raises(ValueError, match="min_face"):
+        r.with_options(min_face=30)  # MTCNN builds its pyramid from it when loaded
+
+
+def test_the_video_pipeline_does_not_import_the_restorer():
+    import subprocess
+    import sys
+
+    code = ("import sys; from facerestore.pipeline.video import VideoOptions; VideoOptions().validate(); "
+            "print('facerestore.pipeline.restorer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # check_weight lives in options.py: no restorer <-> video cycle

@@ -127,13 +127,13 @@ def test_a_model_loads_once_when_many_threads_ask_at_once(checkpoint, monkeypatc
     from facerestore.serve.service import RestoreService
 
     calls = []
-    original = Restorer.from_options.__func__
+    original = Restorer.__init__
 
-    def counting(cls, options):
-        calls.append(options)
-        return original(cls, options)
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Restorer, "from_options", classmethod(counting))
+    monkeypatch.setattr(Restorer, "__init__", counting)
     service = RestoreService(serve_config(checkpoint))
     got = []
     threads = [threading.Thread(target=lambda: got.append(service.restorer(service.default_model, None)))

@@ -77,13 +77,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_control_flags(p: argparse.ArgumentParser) -> None:
-    """Colour match, identity score, detector settings and the JSON report (issue 10)."""
+def _add_control_flags(p: argparse.ArgumentParser, *, identity_default: str = "auto", report: bool = True) -> None:
+    """Colour match, identity score, detector settings and the JSON report (issue 10); ``serve``
+    takes the same flags (without the report)."""
     g = p.add_argument_group("control and trust")
     g.add_argument("--color-match", "--colour-match", action="store_true",
                    help="match each restored face's colours (Lab mean/std) to its input face, so skin "
                         "tone stays that of the photo")
-    g.add_argument("--identity-model", default="auto",
+    g.add_argument("--identity-model", default=identity_default,
                    help="ArcFace network for identity scores: auto (arcface-resnet18 if on disk, never "
                         "downloads), none, a zoo name or a weights file")
     g.add_argument("--min-identity", type=float, default=None, metavar="X",
@@ -97,6 +98,8 @@ def _add_control_flags(p: argparse.ArgumentParser) -> None:
                    help="skip faces whose detected box is smaller than this (shorter side)")
     g.add_argument("--no-landmark-check", dest="landmark_check", action="store_false",
                    help="restore every detection, even ones whose landmarks cannot be a face")
+    if not report:
+        return
     g.add_argument("--report", default=None, metavar="FILE.json",
                    help="write a JSON record of the run: per face box, score, landmarks, identity, "
                         "weight and outputs; options, versions and model hashes (docs/report-schema.json)")

@@ -23,7 +23,7 @@ from ..archs.restoreformer import RestoreFormer
 from ..archs.retinaface import RetinaFace
 from ..archs.rrdbnet import RRDBNet
 
-__all__ = ["ModelDescriptor", "Purpose", "describe", "require_purpose"]
+__all__ = ["ModelDescriptor", "Purpose", "describe", "purpose_of_architecture", "require_purpose"]
 
 
 class Purpose(str, enum.Enum):
@@ -109,6 +109,24 @@ _ROLE_HINTS = {
     Purpose.FACE_PARSING: "a ParseNet file (parsing_parsenet.pth)",
     Purpose.IDENTITY: "an ArcFace file (arcface_resnet18.pth)",
 }
+
+
+_PURPOSE_OF_CLASS: dict[type, Purpose] = {
+    GFPGANv1: Purpose.FACE_RESTORATION, GFPGANv1Clean: Purpose.FACE_RESTORATION,
+    GFPGANBilinear: Purpose.FACE_RESTORATION, RestoreFormer: Purpose.FACE_RESTORATION,
+    RRDBNet: Purpose.UPSCALING, RetinaFace: Purpose.FACE_DETECTION, ParseNet: Purpose.FACE_PARSING,
+    ResNetArcFace: Purpose.IDENTITY, StyleGAN2Discriminator: Purpose.DISCRIMINATOR,
+    FacialComponentDiscriminator: Purpose.DISCRIMINATOR,
+}
+
+
+def purpose_of_architecture(architecture: type | str) -> Purpose | None:
+    """What a known architecture (class or class name, as the zoo names them) is for, without
+    building it: for checks at start-up that must not load every network. None when unknown."""
+    for cls, purpose in _PURPOSE_OF_CLASS.items():
+        if architecture is cls or architecture == cls.__name__:
+            return purpose
+    return None
 
 
 def require_purpose(descriptor: ModelDescriptor, purpose: Purpose, role: str, source: Any = None) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .arch_detect import ArchRule, StateDict
-from .descriptor import ModelDescriptor, Purpose, describe, require_purpose
+from .descriptor import ModelDescriptor, Purpose, describe, purpose_of_architecture, require_purpose
 
 # Wrappers seen in released files, in order of preference (EMA weights are the ones to infer with).
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
@@ -156,6 +156,40 @@ def load(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu
         except ValueError as exc:
             raise CheckpointError(str(exc)) from None
     return LoadedModel(model, descriptor, source)
+
+
+def check_model(name_or_path: str | Path, purpose: Purpose, role: str, *, allow_download: bool = True) -> None:
+    """Refuse, before anything is built, a model that cannot serve as ``role``: a name that is
+    neither a file nor in the zoo, a zoo model not on disk when downloads are off, or a file of
+    another kind (its architecture is read from the tensors' names and shapes). Raises
+    :class:`CheckpointError` starting with ``role``. A server checks every model it offers this
+    way at start-up and loads each only when first asked for."""
+    from . import zoo
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        try:
+            with errors_naming(path):
+                rule, _ = detect_architecture(canonicalize(read_checkpoint(path)))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{role}: {exc}") from None
+        architecture = rule.module_class.__name__
+    else:
+        entry = zoo.find_entry(str(name_or_path))
+        if entry is None:
+            names = ", ".join(e.name for e in zoo.MODELS)
+            raise CheckpointError(f"{role}: '{name_or_path}' is neither a file nor a known model name. "
+                                  f"Known names: {names}")
+        if not allow_download and zoo.locate(entry) is None:
+            raise CheckpointError(f"{role}: " + zoo.missing_message(entry, "downloads are off"))
+        architecture = entry.arch
+    found = purpose_of_architecture(architecture)
+    if found is not purpose:
+        from .descriptor import _ROLE_HINTS
+
+        kind = f"{architecture} ({found.value})" if found is not None else architecture
+        raise CheckpointError(f"{role}: {name_or_path} is {kind}, but this needs "
+                              f"{_ROLE_HINTS.get(purpose, purpose.value)}")
 
 
 def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu", *,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -356,7 +355,7 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
 
     ``options`` is validated and the output folder and input/output clashes are checked before
     any model is loaded. ``restorer`` reuses a loaded :class:`~facerestore.Restorer` (a web
-    worker); by default one is built from ``options``, and its notes (warnings) go to ``on_note``.
+    worker); by default one is built from ``options``, and its notes go to ``on_note``.
     ``progress`` wraps the file iterable (a progress bar). ``stems`` names each file's results
     (default :func:`output_stems`; a sharded run passes the names computed over all inputs).
     Ctrl-C stops after the current file's outputs are either all written or not at all; the
@@ -383,11 +382,9 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         return summary
     start = time.perf_counter()
     if restorer is None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            restorer = Restorer.from_options(options)
-        for warning in caught:
-            note(str(warning.message))
+        restorer = Restorer(options)
+        for message in restorer.notes:
+            note(message)
     summary.model_files = dict(getattr(restorer, "model_files", {}))
     _BatchRun(files, out_dir, options, restorer, summary, stems=stems, protected=protected, overlap=overlap,
               on_note=on_note, on_file=on_file).run(progress)

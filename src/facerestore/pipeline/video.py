@@ -30,7 +30,7 @@ from ..io.video import (
     require_av,
 )
 from ..face.tracking import FaceTracker, Smoothing, TrackedFace, TrackerSettings
-from .options import DEFAULT_MAX_PIXELS, OptionsError
+from .options import DEFAULT_MAX_PIXELS, OptionsError, check_weight
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -69,7 +69,6 @@ class VideoOptions:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "VideoOptions":
-        from .restorer import check_weight
 
         try:
             check_weight(self.weight)

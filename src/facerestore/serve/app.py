@@ -64,7 +64,7 @@ _RESTORE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the restored image (or JSON with ?output=json); headers X-Faces, X-Face-Boxes, "
                          "Server-Timing",
           "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/json": {}}},
-    400: {"description": "malformed multipart body, more than one file"},
+    400: {"description": "malformed multipart body, more than one file, a query option other than output"},
     413: {"description": "upload over the size limit, or image over the pixel limit"},
     415: {"description": "not multipart/form-data"},
     422: {"description": "missing image, not an image, truncated, bad option value"},
@@ -95,10 +95,12 @@ def _server_timing(timings: dict[str, float]) -> str:
 def _json_payload(result: RestoreResult, model: str, options: Any) -> dict[str, Any]:
     """Everything the page shows, faces as PNG (built in the worker thread: encoding is work)."""
     from ..io.images import encode_image
+    from ..pipeline.report import face_entry
 
     return {
         "faces": result.faces,
         "boxes": result.boxes,
+        "face_records": [face_entry(record) for record in result.face_records],  # as in --report
         "model": model,
         "upscale": options.upscale,
         "weight": options.weight,
@@ -192,9 +194,16 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
               response_class=Response)
     async def restore(request: Request, output: str = "image") -> Response:
         """Send the photo as the multipart field `image`; get the restored image back (PNG unless
-        `format` says otherwise), or, with `?output=json`, the faces found, their boxes, timings,
-        and base64 images (`image`, `cropped_faces`, `restored_faces`)."""
+        `format` says otherwise), or, with `?output=json`, the faces found (`face_records`, as in
+        `facerestore restore --report`), timings, and base64 images (`image`, `cropped_faces`,
+        `restored_faces`). Options are form fields; `output` is the only query option."""
         start = time.perf_counter()
+        # A restoration option in the query would be silently ignored: refuse it, naming the fields.
+        unknown = sorted(set(request.query_params) - {"output"})
+        if unknown:
+            raise ServeError(400, f"unknown query option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                                  f"only output (image or json) goes in the query; send restoration options as "
+                                  f"form fields ({', '.join(f for f in FIELDS if f != 'image')})", field=unknown[0])
         if output not in ("image", "json"):
             raise ServeError(422, f"output: '{output}' is not one of image, json", field="output")
         limiter.check_room()  # a full server says so before the body is read
