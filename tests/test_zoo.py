@@ -232,3 +232,17 @@ def test_licence_note_is_printed_once(no_consent, capsys) -> None:
     zoo.note_license("v1.4", "Apache-2.0")
     err = capsys.readouterr().err
     assert err.count("S-Lab License 1.0") == 1 and "v1.4" not in err
+
+
+def test_restore_cli_refuses_a_restricted_model_without_consent(cache, no_consent, tmp_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from facerestore.cli import main
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "in.png")
+    code = main(["restore", "-i", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", "codeformer",
+                 "--bg_upsampler", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--accept-license codeformer" in err and "non-commercial" in err
+    assert not (cache / "codeformer.pth").exists()

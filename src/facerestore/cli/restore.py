@@ -47,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ext", default="auto", choices=("auto", "jpg", "png"),
                    help="output image extension; auto keeps the input's")
     p.add_argument("-w", "--weight", type=float, default=0.5,
-                   help="blend of restored and input face: 0 = input, 1 = fully restored")
+                   help="GFPGAN, RestoreFormer(++), GPEN: blend of restored and input face, 0 = input, "
+                        "1 = fully restored. CodeFormer: its fidelity weight w (no blend), 0 = quality, "
+                        "1 = fidelity to the input")
     p.add_argument("--detector", default="auto",
                    help="face detector: auto (RetinaFace if its weights are present, else the built-in "
                         "MTCNN), mtcnn, retinaface-resnet50, retinaface-mobilenet0.25, or a weights file")
