@@ -49,7 +49,7 @@ class ModelDescriptor:
     half_safe: fp16/bf16 give usable output without special care (see the speed notes).
     takes_fidelity: the forward takes a fidelity weight ``w`` (CodeFormer: 0 = quality, 1 = fidelity),
         which then replaces the blend of restored and input faces.
-    license: the licence of the released weights ("" where facerestore does not track one);
+    license: the licence of the family's released weights ("" where facerestore does not track one);
         ``zoo.LICENSE_CONSENT`` lists those that need the user's explicit yes before a download.
     """
 
@@ -88,7 +88,7 @@ def describe(model: nn.Module) -> ModelDescriptor:
         # The StyleGAN2 style normalisation overflows in fp16 (GFPGAN #50); our forward keeps it
         # and the demodulation sums in fp32 (archs/stylegan2.py), which is what makes it half-safe.
         return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=_gfpgan_size(model),
-                               input_range=(-1.0, 1.0), takes_noise=True, half_safe=True)
+                               input_range=(-1.0, 1.0), takes_noise=True, half_safe=True, license="Apache-2.0")
     if isinstance(model, RestoreFormer):  # and RestoreFormerPlusPlus
         # Codebook distances stay in fp32 (archs/restoreformer.py).
         return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
