@@ -21,7 +21,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "official_families"
-KIT = Path("/work/shared/reference") if Path("/work/shared/reference").is_dir() else ROOT.parent / "shared" / "reference"
+KIT = ROOT.parent / "shared" / "reference"  # the reference kit (../shared/reference from the project root)
+if not KIT.is_dir():
+    KIT = Path("/work/shared/reference")
 sys.path[:0] = [str(KIT), str(ROOT / "tests")]
 
 import families  # noqa: E402  (the reference kit)

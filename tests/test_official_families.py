@@ -25,7 +25,8 @@ from _seeded_weights import seeded_input, seeded_weights
 FIXTURES = Path(__file__).parent / "fixtures" / "official_families"
 TOLERANCE = 1e-4
 # training-only children of RestoreFormer++'s Lightning module, as the release carries them
-RFPP_TRAINING = {"loss.discriminator.main.0.weight": (64, 3, 4, 4), "loss.perceptual_loss.net.slice1.0.weight": (64, 3, 3, 3)}
+RFPP_TRAINING = {"loss.discriminator.main.0.weight": (64, 3, 4, 4),
+                 "loss.perceptual_loss.net.slice1.0.weight": (64, 3, 3, 3)}
 
 
 def _fixture(name: str) -> dict:
