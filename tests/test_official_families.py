@@ -162,3 +162,24 @@ def test_rfpp_training_entries_are_dropped_by_name_only() -> None:
     net = RestoreFormerPlusPlus(**ROUND_TRIPS[4][1])
     state = canonicalize(release_layout("restoreformerpp", net.state_dict()))
     assert state.keys() == net.state_dict().keys()  # 'vqvae.' stripped, 'loss.' gone
+
+
+def test_checkpoint_with_python_objects_is_refused_then_converted_once(tmp_path: Path) -> None:
+    import argparse
+
+    from facerestore.cli import main
+
+    net = RestoreFormerPlusPlus(**ROUND_TRIPS[4][1])
+    layout = release_layout("restoreformerpp", net.state_dict())
+    layout["hyper_parameters"] = argparse.Namespace(lr=1e-4)  # a Python object: weights_only refuses it
+    path = tmp_path / "RestoreFormer++.ckpt"
+    torch.save(layout, path)
+    with pytest.raises(CheckpointError, match="facerestore convert --unpickle"):
+        facerestore.load_model(path)
+    out = tmp_path / "RestoreFormer++.safetensors"
+    assert main(["convert", "--unpickle", str(path), str(out)]) == 0
+    loaded = facerestore.load_model(out)
+    assert type(loaded) is RestoreFormerPlusPlus
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x)[0], net.eval()(x)[0], rtol=0, atol=1e-6)

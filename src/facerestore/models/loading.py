@@ -63,7 +63,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than weights, which "
             f"could run code when unpickled. Only plain state dicts are accepted "
-            f"(torch.load weights_only=True). Detail: {first_line}") from exc
+            f"(torch.load weights_only=True). If the file comes from a source you trust, convert it once: "
+            f"`facerestore convert --unpickle {path} {path.with_suffix('.safetensors')}` (unpickles it "
+            f"this one time, keeps only the network), then use the .safetensors file. "
+            f"Detail: {first_line}") from exc
     except Exception as exc:  # garbage bytes can trip the unpickler in arbitrary ways
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'truncated or corrupt'})") from exc
