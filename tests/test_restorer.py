@@ -327,3 +327,41 @@ def test_the_video_pipeline_does_not_import_the_restorer():
             "print('facerestore.pipeline.restorer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # check_weight lives in options.py: no restorer <-> video cycle
+
+
+# ----------------------------------------------------------------------------- other face families
+class FidelityFaceNet(nn.Module):
+    """A stand-in with CodeFormer's call: records ``w``, returns a flat face of value ``w``."""
+
+    descriptor = ModelDescriptor("FidelityStandIn", Purpose.FACE_RESTORATION, input_size=512,
+                                 input_range=(-1.0, 1.0), takes_fidelity=True)
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[float, bool]] = []
+
+    def forward(self, x, w=0, adain=False):
+        self.calls.append((w, adain))
+        return torch.full_like(x, w), None, None
+
+
+def test_fidelity_weight_goes_into_the_network_without_blending(blake):
+    net = FidelityFaceNet()
+    r = _restorer(net)
+    result = r.restore(blake, weight=0.25, landmarks=BLAKE_LANDMARKS)
+    assert net.calls and set(net.calls) == {(0.25, True)}  # the official inference's adain=True
+    # not blended with the input face: every pixel is the network's ((0.25 + 1) / 2 * 255)
+    assert all(np.all(face == round(1.25 / 2 * 255)) for face in result.restored)
+    assert [rec.weight for rec in result.faces] == [0.25, 0.25]
+
+
+def test_a_256_px_gpen_gets_256_px_crops(blake):
+    from facerestore.archs.gpen import FullGenerator
+
+    torch.manual_seed(0)
+    net = FullGenerator(256, style_dim=16, n_mlp=1, channel_multiplier=1, narrow=0.0625).eval()
+    r = _restorer(net, upscale=1)
+    assert r.face_size == 256
+    cropped, restored, out = r.enhance(blake, weight=0.5, landmarks=BLAKE_LANDMARKS)
+    assert all(c.shape == (256, 256, 3) for c in cropped) and all(f.shape == (256, 256, 3) for f in restored)
+    assert out.shape == blake.shape

@@ -162,6 +162,7 @@ def test_models_health_ready_docs(client, checkpoint):
     info = client.get("/v1/models").json()
     assert info["default"] == checkpoint.stem
     assert info["models"][0] | {"loaded": True, "face_size": 64, "architecture": "GFPGANv1Clean"} == info["models"][0]
+    assert info["models"][0]["license"] == "Apache-2.0" and info["models"][0]["weight"].startswith("blend")
     assert info["bg_upsamplers"] == ["none"] and info["limits"]["max_upload_bytes"] == 256 * 1024
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()

@@ -28,7 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--version", default="1.4",
                    help="official model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (see --model)")
     p.add_argument("--model", default=None,
-                   help="a zoo name or a weights file (.pth/.safetensors); overrides -v")
+                   help="a zoo name or a weights file (.pth/.ckpt/.safetensors); overrides -v. GFPGAN, "
+                        "RestoreFormer(++), CodeFormer (codeformer) or GPEN (gpen-bfr-512, gpen-bfr-256)")
+    p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
+                   help="accept the licence of model NAME: non-commercial (codeformer) or unstated (GPEN) "
+                        "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("-s", "--upscale", type=float, default=2, help="final upsampling scale of the image")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="realesrgan",
                    help="background upsampler: realesrgan (as the official CLI: on GPU only, and only "
@@ -43,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ext", default="auto", choices=("auto", "jpg", "png"),
                    help="output image extension; auto keeps the input's")
     p.add_argument("-w", "--weight", type=float, default=0.5,
-                   help="blend of restored and input face: 0 = input, 1 = fully restored")
+                   help="GFPGAN, RestoreFormer(++), GPEN: blend of restored and input face, 0 = input, "
+                        "1 = fully restored. CodeFormer: its fidelity weight w (no blend), 0 = quality, "
+                        "1 = fidelity to the input")
     p.add_argument("--detector", default="auto",
                    help="face detector: auto (RetinaFace if its weights are present, else the built-in "
                         "MTCNN), mtcnn, retinaface-resnet50, retinaface-mobilenet0.25, or a weights file")
@@ -155,8 +161,9 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Restore; a model that cannot be had or is of the wrong kind fails at start-up, exit 2."""
     from ..models.loading import CheckpointError
-    from ..models.zoo import ModelUnavailableError
+    from ..models.zoo import ModelUnavailableError, accept_license
 
+    accept_license(*getattr(args, "accept_license", []))
     try:
         return _run(args)
     except (CheckpointError, ModelUnavailableError) as exc:

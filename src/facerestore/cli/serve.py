@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", default=None,
                    help="a face model requests may choose: zoo name or weights file; repeat for several, "
                         "the first is the default (default: v1.4)%(default).0s")
+    p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
+                   help="accept the licence of model NAME: non-commercial (codeformer) or unstated (GPEN) "
+                        "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--detector", default="auto", help="face detector (as for `facerestore restore`)")
     p.add_argument("--parser", default="parsenet", help="face parser for the paste mask, or none")
@@ -87,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: `facerestore serve` needs the serve extra ({exc.name} is missing): "
               "pip install \"facerestore[serve]\"", file=sys.stderr)
         return 2
+    from ..models.zoo import accept_license
     from ..pipeline.options import OptionsError
     from ..serve import create_app
+
+    accept_license(*args.accept_license)
 
     try:
         config = config_from_args(args).validate()

@@ -297,8 +297,9 @@ class Restorer:
         return dets, notes
 
     @torch.inference_mode()
-    def restore_faces(self, faces: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Aligned 512×512 BGR uint8 faces → restored BGR uint8 faces, in batches."""
+    def restore_faces(self, faces: Sequence[np.ndarray], weight: float = 0.5) -> list[np.ndarray]:
+        """Aligned BGR uint8 faces (``face_size``) → restored BGR uint8 faces, in batches. ``weight``
+        matters only to a network that takes a fidelity weight (CodeFormer's ``w``)."""
         restored: list[np.ndarray] = []
         for start in range(0, len(faces), self.batch_size):
             # Divide in float64 before going to float32, as the official img2tensor does: the
@@ -308,13 +309,15 @@ class Restorer:
             # whose sums differ in the last bits from the official ones.
             x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).contiguous().to(self.device)
             x = ((x - 0.5) / 0.5).to(self.dtype)
-            y = self._forward(x).float().clamp_(-1, 1)
+            y = self._forward(x, weight).float().clamp_(-1, 1)
             y = ((y + 1) / 2 * 255.0).round().permute(0, 2, 3, 1).cpu().numpy()[..., ::-1]  # (B,H,W,3) BGR
             restored.extend(np.ascontiguousarray(face).astype(np.uint8) for face in y)
         return restored
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.descriptor.takes_noise:  # RestoreFormer: no noise inputs
+    def _forward(self, x: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+        if self.descriptor.takes_fidelity:  # CodeFormer: the weight is its fidelity, as its inference calls it
+            return self.net(x, w=weight, adain=True)[0]
+        if not self.descriptor.takes_noise:  # RestoreFormer(++), GPEN: no noise inputs
             return self.net(x)[0]
         if self.seed is None:
             return self.net(x, return_rgb=False, randomize_noise=False)[0]
@@ -323,6 +326,11 @@ class Restorer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
             return self.net(x, return_rgb=False, randomize_noise=True)[0]
+
+    def blend_weight(self, weight: float) -> float:
+        """The blend weight for a user's ``weight``: 1 (no blend) where the network took it as its
+        fidelity weight, else ``weight``."""
+        return 1.0 if self.descriptor.takes_fidelity else weight
 
     @staticmethod
     def blend(restored: np.ndarray, original: np.ndarray, weight: float) -> np.ndarray:
@@ -385,7 +393,7 @@ class Restorer:
             prepared.append(self._prepare(img, has_aligned, only_center_face, lms))
             detect_ms.append((time.perf_counter() - tick) * 1000)
         tick = time.perf_counter()
-        raw_all = self.restore_faces([crop for p in prepared for crop in p.cropped])
+        raw_all = self.restore_faces([crop for p in prepared for crop in p.cropped], weight)
         network_ms = (time.perf_counter() - tick) * 1000 / max(1, len(prepared))
         results, taken = [], 0
         for p, ms in zip(prepared, detect_ms, strict=True):
@@ -436,12 +444,12 @@ class Restorer:
         """Network (unless its ``raw`` output is given), colour match, blend, identity score and
         the ``min_identity`` fallback."""
         if raw is None:
-            raw = self.restore_faces(cropped)
+            raw = self.restore_faces(cropped, weight)
         if self.color_match:
             from .colour import match_colour
 
             raw = [match_colour(r, c) for r, c in zip(raw, cropped)]
-        restored = [self.blend(r, c, weight) for r, c in zip(raw, cropped)]
+        restored = [self.blend(r, c, self.blend_weight(weight)) for r, c in zip(raw, cropped)]
         records = [FaceRecord(i, weight=weight, color_matched=self.color_match) for i in range(len(cropped))]
         if self.identity is None or not cropped:
             return restored, records

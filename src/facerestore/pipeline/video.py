@@ -170,7 +170,8 @@ def restore_frames(restorer, images: Sequence[np.ndarray], faces: Sequence[Seque
                                                        restorer.face_size)
         crops.extend(frame_crops)
         affines.append(frame_affines)
-    restored = [restorer.blend(r, c, weight) for r, c in zip(restorer.restore_faces(crops), crops)]
+    restored = [restorer.blend(r, c, restorer.blend_weight(weight))
+                for r, c in zip(restorer.restore_faces(crops, weight), crops)]
     out, start = [], 0
     for image, frame_affines in zip(images, affines):
         n = len(frame_affines)

@@ -227,14 +227,23 @@ class RestoreService:
             raise
 
     def describe_models(self) -> dict[str, Any]:
+        from ..models import zoo
+
         models = []
         for slot in self.models:
             loaded = next((r for (m, _), r in list(self._cache.items()) if m == slot.name), None)
             entry: dict[str, Any] = {"name": slot.name, "source": slot.source, "version": slot.version,
                                      "default": slot.name == self.default_model, "loaded": loaded is not None}
+            zoo_entry = zoo.find_entry(slot.name) if slot.source == "zoo" else None
+            if zoo_entry is not None:
+                entry["license"] = zoo_entry.license
             if loaded is not None:
                 entry["architecture"] = loaded.descriptor.architecture
                 entry["face_size"] = loaded.face_size
+                entry["license"] = loaded.descriptor.license or entry.get("license", "")
+                # what the request's `weight` means for this model
+                entry["weight"] = "fidelity (0 = quality, 1 = fidelity)" if loaded.descriptor.takes_fidelity \
+                    else "blend (0 = input face, 1 = fully restored)"
             models.append(entry)
         cfg = self.config
         return {
