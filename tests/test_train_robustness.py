@@ -31,6 +31,8 @@ QUIET = lambda *a, **k: None  # noqa: E731
     (("datasets", "train", "io_backend"), "typ", "type"),
     (("logger",), "print_frq", "print_freq"),
     (("path",), "pretrain_network", "pretrain_network_g"),
+    (("network_g",), "narow", "narrow"),
+    (("network_d",), "chanel_multiplier", "channel_multiplier"),
 ])
 def test_misspelled_keys_at_every_level_are_named_with_the_known_ones(tmp_path, where, key, known):
     opt = tiny_opt(tmp_path)

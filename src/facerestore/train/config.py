@@ -16,14 +16,26 @@ accepted and ignored. facerestore adds a few keys, all optional:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from ..archs.arcface import ResNetArcFace
+from ..archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
+from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from .dataset import FFHQDataConfig
 
 OFFICIAL_EMA_DECAY = 0.5 ** (32 / (10 * 1000))
+# the architectures a ``network_*`` block may name (``type``); its other keys are constructor keywords
+NETWORK_TYPES: dict[str, type[nn.Module]] = {
+    "GFPGANv1": GFPGANv1, "GFPGANv1Clean": GFPGANv1Clean, "GFPGANBilinear": GFPGANBilinear,
+    "StyleGAN2Discriminator": StyleGAN2Discriminator, "FacialComponentDiscriminator": FacialComponentDiscriminator,
+    "ResNetArcFace": ResNetArcFace,
+}
 
 
 class ConfigError(ValueError):
@@ -318,6 +330,21 @@ def _check_train(train: TrainOptions, where: str) -> None:
                                                 "fake_label_val": {}})
 
 
+def _check_network(block: Any, where: str) -> None:
+    """A ``network_*`` block: a known ``type`` and only keywords its constructor takes."""
+    if not isinstance(block, dict) or "type" not in block:
+        raise ConfigError(f"{where}: needs a 'type' (one of {sorted(NETWORK_TYPES)})")
+    cls = NETWORK_TYPES.get(block["type"])
+    if cls is None:
+        raise ConfigError(f"{where}.type: {block['type']!r} is not available; choose from {sorted(NETWORK_TYPES)}")
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = sorted(k for k in params if k != "self")
+        unknown = sorted(set(block) - set(known) - {"type"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {known}")
+
+
 def _check_data(data: FFHQDataConfig, where: str) -> None:
     _check_numbers(data, where, {"batch_size_per_gpu": COUNT, "num_worker_per_gpu": {"integer": True, "minimum": 0},
                                  "dataset_enlarge_ratio": COUNT, "out_size": {"integer": True, "minimum": 8},
@@ -351,6 +378,10 @@ def config_from_dict(opt: dict, source: str | None = None) -> TrainConfig:
     for key in ("network_g", "network_d"):
         if not isinstance(opt.get(key), dict) or "type" not in opt[key]:
             raise ConfigError(f"{where}: '{key}' needs a 'type'")
+    for key in ("network_g", "network_d", "network_d_left_eye", "network_d_right_eye", "network_d_mouth",
+                "network_identity"):
+        if opt.get(key) is not None:
+            _check_network(opt[key], f"{where}: {key}")
     tblock = opt.pop("train", None) or {}
     if not isinstance(tblock, dict):
         raise ConfigError(f"{where}: 'train' is not a mapping of options")

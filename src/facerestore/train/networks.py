@@ -8,17 +8,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..archs.arcface import ResNetArcFace
-from ..archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
-from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
-from .config import TrainConfig, TrainSetupError
+from .config import NETWORK_TYPES, TrainConfig, TrainSetupError
 
-ARCHS: dict[str, type[nn.Module]] = {
-    "GFPGANv1": GFPGANv1, "GFPGANv1Clean": GFPGANv1Clean, "GFPGANBilinear": GFPGANBilinear,
-    "StyleGAN2Discriminator": StyleGAN2Discriminator, "FacialComponentDiscriminator": FacialComponentDiscriminator,
-    "ResNetArcFace": ResNetArcFace,
-}
-COMPONENTS = ("left_eye", "right_eye", "mouth")
+ARCHS = NETWORK_TYPES  # the architectures an option file may name (config.NETWORK_TYPES)
 
 
 def build_network(opt: dict) -> nn.Module:
