@@ -161,3 +161,19 @@ def test_rank_without_world_size_is_not_silent(monkeypatch):
     assert not info.enabled and notes and "RANK is set without WORLD_SIZE" in notes[0]
     with pytest.raises(TrainSetupError, match="RANK is set without WORLD_SIZE"):
         setup_distributed("pytorch")
+
+
+def test_a_broken_image_met_during_training_names_it_and_keeps_the_last_iteration(tmp_path):
+    opt = tiny_opt(tmp_path, cheap=True)
+    opt["logger"].update(print_freq=100, save_checkpoint_freq=100, use_tb_logger=False)
+    opt["train"]["total_iter"] = 10
+    run_training(config_from_dict(opt), max_iters=2, print_fn=QUIET)
+    broken = tmp_path / "faces" / "00001.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(TrainSetupError) as e:  # 4 faces, batch 2: the next epoch reads it
+        run_training(config_from_dict(opt), auto_resume=True, max_iters=4, print_fn=QUIET)
+    msg = str(e.value)
+    assert str(broken) in msg and "--check-data" in msg, msg
+    failed_at = int(msg.split("iteration ")[1].split(":")[0])
+    newest = max(int(p.stem) for p in (tmp_path / "exp" / "training_states").glob("*.state"))
+    assert newest == failed_at - 1  # the last finished iteration was saved

@@ -6,7 +6,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,27 @@ def validate(trainer: GFPGANTrainer, loader: Iterable[dict[str, Any]]) -> dict[s
                 values["psnr"].append(psnr(restored, reference))
                 values["ssim"].append(ssim(restored, reference))
     return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+
+
+class BrokenBatchError(TrainSetupError):
+    """The loader could not read a batch (a broken image); the last finished iteration is intact."""
+
+
+def _batches(loader: Iterable[dict[str, Any]], done: int) -> Iterator[dict[str, Any]]:
+    """The loader's batches; a read error (the dataset names the broken file) becomes BrokenBatchError,
+    so that the loop saves the state of the last finished iteration before it stops."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+            done += 1
+        except StopIteration:
+            return
+        except (ValueError, KeyError, OSError) as e:
+            raise BrokenBatchError(f"iteration {done + 1}: could not read the batch: {e}; fix or remove the file "
+                              f"(facerestore train --check-data lists every broken image), then continue with "
+                              f"--auto-resume") from None
+        yield batch
 
 
 def check_data(cfg: TrainConfig) -> tuple[int, list[str]]:
@@ -199,7 +220,7 @@ def run_training(cfg: TrainConfig, auto_resume: bool = False, launcher: str = "a
         while it < total and stop.signal is None:
             epoch = it // iters_per_epoch
             sampler.set_epoch(epoch, start=(it % iters_per_epoch) * cfg.train_data.batch_size_per_gpu)
-            for batch in loader:
+            for batch in _batches(loader, it):
                 it += 1
                 trainer.update_learning_rate(it)
                 last = trainer.train_step(batch, it)
@@ -226,6 +247,10 @@ def run_training(cfg: TrainConfig, auto_resume: bool = False, launcher: str = "a
             save_checkpoint(trainer, root, "latest", epoch)
             if it % save_every and it > start_iter:
                 save_checkpoint(trainer, root, it, epoch)
+    except BrokenBatchError:
+        if dist.is_main and it > start_iter:
+            save_checkpoint(trainer, root, it, epoch)
+        raise
     finally:
         stop.__exit__()
         logger.close()
