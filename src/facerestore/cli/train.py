@@ -1,10 +1,4 @@
-"""`facerestore train -c OPTIONS.yml`: GFPGAN training with the official option files.
-
-One process:   facerestore train -c configs/train_tiny.yml
-Many (DDP):    torchrun --standalone --nproc_per_node 4 -m facerestore train -c options/train_gfpgan_v1.yml
-Many nodes:    torchrun --nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:29500
-                        --nproc_per_node 8 -m facerestore train -c OPTIONS.yml
-"""
+"""`facerestore train -c OPTIONS.yml`: GFPGAN training with the official option files."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +7,16 @@ import signal
 import sys
 from pathlib import Path
 
+USAGE = """One process:   facerestore train -c configs/train_tiny.yml
+Many (DDP):    torchrun --standalone --nproc_per_node 4 -m facerestore train -c options/train_gfpgan_v1.yml
+Many nodes:    torchrun --nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:29500
+                        --nproc_per_node 8 -m facerestore train -c OPTIONS.yml
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train GFPGAN (official option files; torchrun for several GPUs)",
-                       description=__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else None,
+                       description=USAGE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", "-opt", dest="config", type=Path, required=True,
                    help="option file (YAML), e.g. configs/train_tiny.yml or the official train_gfpgan_v1.yml")

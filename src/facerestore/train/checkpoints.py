@@ -7,7 +7,7 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -92,7 +92,7 @@ def _scheduler_state(s: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
 
 def rng_state() -> dict[str, Any]:
     """Every RNG the training draws from, in weights_only-loadable types."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple, np.random.get_state())  # legacy=True: ("MT19937", keys, pos, has_gauss, gauss)
     out = {"torch": torch.get_rng_state(), "python": _py_state(random.getstate()),
            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                      "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}

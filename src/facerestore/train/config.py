@@ -220,7 +220,7 @@ _IGNORED_TOP = {"dist_params", "find_unused_parameters", "is_train", "dist", "ra
 RANDOM_INIT_PARTS = ("decoder", "identity", "vgg19")
 
 
-def _fill(cls: type, data: dict | None, where: str, ignore: set[str] = frozenset()) -> Any:
+def _fill(cls: type, data: dict | None, where: str, ignore: frozenset[str] | set[str] = frozenset()) -> Any:
     """Build dataclass ``cls`` from a mapping, naming an unknown key instead of ignoring a typo."""
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}
@@ -304,11 +304,11 @@ def _check_train(train: TrainOptions, where: str) -> None:
     if train.ema_decay > 1:
         raise ConfigError(f"{where}.ema_decay: {train.ema_decay!r} is above 1")
     for key in ("pixel_opt", "L1_opt"):
-        o = getattr(train, key)
-        if o is not None:
-            _choice(o.type, f"{where}.{key}.type", ("L1Loss",))
-            _choice(o.reduction, f"{where}.{key}.reduction", ("mean",))
-            _check_numbers(o, f"{where}.{key}", {"loss_weight": NON_NEGATIVE})
+        l1_opt: L1LossOptions | None = getattr(train, key)
+        if l1_opt is not None:
+            _choice(l1_opt.type, f"{where}.{key}.type", ("L1Loss",))
+            _choice(l1_opt.reduction, f"{where}.{key}.reduction", ("mean",))
+            _check_numbers(l1_opt, f"{where}.{key}", {"loss_weight": NON_NEGATIVE})
     p = train.perceptual_opt
     if p is not None:
         w = f"{where}.perceptual_opt"

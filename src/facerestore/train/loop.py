@@ -24,8 +24,8 @@ from .step import GFPGANTrainer
 
 def tensor_to_uint8(x: Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8 (BasicSR tensor2img with min_max (-1, 1))."""
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy().transpose(1, 2, 0)
-    return (x * 255.0).round().astype(np.uint8)
+    img = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy().transpose(1, 2, 0)
+    return (img * 255.0).round().astype(np.uint8)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -147,6 +147,8 @@ def make_val_loader(cfg: TrainConfig):
 
     from .dataset import PairedImageDataset
     v = cfg.val_data
+    if v is None:
+        raise TrainSetupError("no datasets.val block: nothing to validate on")
     return DataLoader(PairedImageDataset(v.dataroot_lq, v.dataroot_gt, v.mean, v.std, cfg.train_data.out_size),
                       batch_size=1)
 
@@ -206,11 +208,12 @@ def run_training(cfg: TrainConfig, auto_resume: bool = False, launcher: str = "a
             logger.info(f"resumed from {state_path} at iteration {start_iter}")
     loader, sampler = make_train_loader(cfg, dist, seed)
     val_loader = make_val_loader(cfg) if cfg.val_data is not None and cfg.val is not None else None
+    val_every = int(cfg.val.val_freq) if cfg.val is not None else 0
     iters_per_epoch = len(sampler) // cfg.train_data.batch_size_per_gpu
     total = int(cfg.train.total_iter)
     if max_iters is not None:
         total = min(total, start_iter + max_iters)
-    logger.info(f"training {cfg.name}: {len(loader.dataset)} faces, {dist.world_size} process(es) on {device}, "
+    logger.info(f"training {cfg.name}: {sampler.dataset_len} faces, {dist.world_size} process(es) on {device}, "
                 f"batch {cfg.train_data.batch_size_per_gpu}/process, iterations {start_iter + 1}..{total}")
     it, epoch, last, t0 = start_iter, start_iter // iters_per_epoch, {}, time.time()
     save_every = int(cfg.logger.save_checkpoint_freq)
@@ -233,7 +236,7 @@ def run_training(cfg: TrainConfig, auto_resume: bool = False, launcher: str = "a
                     logger.scalars(it, last)
                 if it % save_every == 0 and dist.is_main:
                     save_checkpoint(trainer, root, it, epoch)
-                if val_loader is not None and it % int(cfg.val.val_freq) == 0 and dist.is_main:
+                if val_loader is not None and it % val_every == 0 and dist.is_main:
                     scores = validate(trainer, val_loader)
                     logger.info(f"validation at iter {it}: psnr {scores['psnr']:.4f} dB, ssim {scores['ssim']:.4f}")
                     logger.scalars(it, {f"metrics/{k}": v for k, v in scores.items()})

@@ -39,7 +39,7 @@ def read_weights(path: str | Path, param_key: str | None = "params") -> dict[str
     return OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in data.items())
 
 
-def resolve_file(path: str | None) -> Path:
+def resolve_file(path: str | Path) -> Path:
     """A pretrained file from the options: the path as written, else the same release file in the
     zoo cache or the official folders."""
     from ..models import zoo
@@ -57,7 +57,8 @@ def resolve_vgg19(cfg: TrainConfig) -> Path:
     from ..models import zoo
     if cfg.path.pretrain_vgg19:
         return resolve_file(cfg.path.pretrain_vgg19)
-    found = zoo.locate(zoo.find_entry("vgg19"))
+    entry = zoo.find_entry("vgg19")
+    found = zoo.locate(entry) if entry is not None else None
     if found is None:
         raise TrainSetupError("vgg19-dcbb9e9d.pth is missing")
     return found
@@ -77,11 +78,13 @@ def missing_files(cfg: TrainConfig) -> list[str]:
         if entry is not None and zoo.locate(entry) is not None and (path is None or Path(path).name ==
                                                                      entry.filename):
             return
+        if entry is None:
+            problems.append(f"{what}: {path} not found")
+            return
         where = f"put it at {path}" if path else f"put it at {zoo.cached_path(entry)}"
-        if entry is not None:
-            if path:
-                where += f" (or {zoo.cached_path(entry)})"
-            where += f"; download {entry.url} or run: facerestore models --download {entry.name}"
+        if path:
+            where += f" (or {zoo.cached_path(entry)})"
+        where += f"; download {entry.url} or run: facerestore models --download {entry.name}"
         hint = f"; or add '{random_key}' to random_init to train from random weights (toy runs only)" \
             if random_key else ""
         problems.append(f"{what}: {path or entry.filename} not found; {where}{hint}")

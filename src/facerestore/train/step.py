@@ -83,11 +83,14 @@ class GFPGANTrainer:
                 self.net_d_comp[part] = net
 
         self.net_identity: nn.Module | None = None
-        if cfg.use_identity:
-            self.net_identity = build_network(cfg.network_identity).to(self.device)
+        if cfg.network_identity is not None:
+            identity = build_network(cfg.network_identity).to(self.device)
             if load_pretrained and "identity" not in cfg.random_init:
-                self.net_identity.load_state_dict(read_weights(paths.pretrain_network_identity, None), strict=True)
-            self.net_identity.eval().requires_grad_(False)
+                if not paths.pretrain_network_identity:
+                    raise TrainSetupError("path.pretrain_network_identity is empty: give arcface_resnet18.pth, or "
+                                          "add 'identity' to random_init (toy runs only)")
+                identity.load_state_dict(read_weights(paths.pretrain_network_identity, None), strict=True)
+            self.net_identity = identity.eval().requires_grad_(False)
 
         self.vgg: VGGFeatureExtractor | None = None
         if opt.perceptual_opt:
@@ -109,7 +112,8 @@ class GFPGANTrainer:
         official GFPGANv1 constructor does."""
         path = self.cfg.network_g.get("decoder_load_path")
         if path and "decoder" not in self.cfg.random_init:
-            net_g.stylegan_decoder.load_state_dict(read_weights(resolve_file(path), "params_ema"), strict=True)
+            decoder = net_g.get_submodule("stylegan_decoder")
+            decoder.load_state_dict(read_weights(resolve_file(path), "params_ema"), strict=True)
 
     @staticmethod
     def _adam(params: Any, lr: float, betas: tuple[float, float], opt: OptimizerOptions) -> torch.optim.Optimizer:
@@ -179,6 +183,8 @@ class GFPGANTrainer:
         else:
             ratio, eye, mouth = 1, 80 * self.out_size // 512, 120 * self.out_size // 512
         locs = self.locs
+        if locs is None:
+            raise ValueError("the batch has no eye/mouth boxes (loc_left_eye, ...): set crop_components")
         n = locs["left_eye"].size(0)
         idx = torch.arange(n, dtype=locs["left_eye"].dtype).view(n, 1)
         # rows alternate left/right eye of each sample, as the official roi list
@@ -205,8 +211,8 @@ class GFPGANTrainer:
         w = self.pyramid_weight(current_iter)
         if w > 0:
             terms.update(losses.pyramid_losses(out_rgbs, gt, w))
-        if self.vgg is not None:
-            p = opt.perceptual_opt
+        p = opt.perceptual_opt
+        if self.vgg is not None and p is not None:
             feats, feats_gt = self.vgg(out), self.vgg(gt.detach())
             if p.perceptual_weight > 0:
                 terms["l_g_percep"] = losses.perceptual_loss(feats, feats_gt, p.layer_weights, p.perceptual_weight,
@@ -214,7 +220,7 @@ class GFPGANTrainer:
             if p.style_weight > 0:
                 terms["l_g_style"] = losses.style_loss(feats, feats_gt, p.layer_weights, p.style_weight, p.criterion)
         terms["l_g_gan"] = self._gan(self.net_d(out), True)
-        if crops is not None:
+        if crops is not None and crops_gt is not None:
             comp = opt.gan_component_opt
             fake_feats, real_feats = {}, {}
             for part in COMPONENTS:
@@ -226,6 +232,7 @@ class GFPGANTrainer:
                 style: Tensor | int = 0
                 for part in COMPONENTS:
                     style = style + losses.component_style_loss(fake_feats[part], real_feats[part])
+                assert isinstance(style, Tensor)
                 terms["l_g_comp_style_loss"] = style * opt.comp_style_weight
         if self.net_identity is not None:
             terms["l_identity"] = losses.identity_loss(self.net_identity, out, gt, opt.identity_weight)
@@ -252,6 +259,7 @@ class GFPGANTrainer:
             total: Tensor | int = 0
             for v in terms.values():
                 total = total + v
+            assert isinstance(total, Tensor), "no generator loss is switched on"
             total.backward()
             average_gradients(self.net_g, self.dist)
             self.optimizer_g.step()
@@ -293,7 +301,7 @@ class GFPGANTrainer:
         """Each component discriminator: the component GAN loss on the real crop, the main GAN loss
         on the restored crop (the official mix), one step each."""
         terms: OrderedDict[str, Tensor] = OrderedDict()
-        if not self.net_d_comp or self.crops is None:
+        if not self.net_d_comp or self.crops is None or self.crops_gt is None:
             return terms
         comp = self.cfg.train.gan_component_opt
         for part in COMPONENTS:
