@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -153,8 +154,11 @@ class GFPGANTrainer:
         """BasicSR: schedulers step once per iteration from iteration 2 on; linear warm-up before
         ``warmup_iter``."""
         if current_iter > 1:
-            for s in self.schedulers:
-                s.step()
+            with warnings.catch_warnings():
+                # right after a resume no optimizer has stepped in this process yet; the order is BasicSR's
+                warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+                for s in self.schedulers:
+                    s.step()
         warmup = self.cfg.train.warmup_iter
         if current_iter < warmup:
             for o in self.optimizers:
