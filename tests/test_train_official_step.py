@@ -28,14 +28,15 @@ LOSS_RTOL = 1e-5
 # Updated weights: Adam's first step moves each weight by lr * g / (|g| + eps), i.e. +-lr, except
 # where |g| is near eps: there float32 rounding (op order) decides its size and sign, official and
 # ours alike. So the per-tensor sums of the update may differ by a few such elements (2 lr each):
-# measured at most 1.1e-5 of a tensor's elements; allowed 4 + 2e-5 of them. A changed loss or
-# step order flips far more (and the loss terms above catch any change of a term).
+# measured at most 1.1e-5 of a tensor's elements (1 or 2 threads); allowed 4 + 5e-5 of them, for
+# other CPUs' rounding. A changed loss or step order flips far more (dropping the identity weight:
+# 2% of a tensor; the style loss's 0.5 set to 1: 0.36%), and the loss terms catch any change.
 LR = 2e-3
 EMA_SHARE = 1 - 0.5 ** (32 / 10000)  # the EMA generator moves by this share of net_g's update
 
 
 def _allowed(name: str, numel: int, total_abs: float) -> float:
-    flips = 2 * LR * (4 + 2e-5 * numel)
+    flips = 2 * LR * (4 + 5e-5 * numel)
     return (EMA_SHARE * flips if name == "net_g_ema" else flips) + 1e-6 * total_abs
 
 
@@ -174,9 +175,9 @@ def test_updated_weights_match_the_official_step(official_step):
             allowed = _allowed(name, d.numel(), total_abs)
             if abs(float(d.sum()) - total) > allowed or abs(float(d.abs().sum()) - total_abs) > allowed:
                 worst[f"{name}/{k}"] = (float(d.sum()), total, float(d.abs().sum()), total_abs, allowed)
-            assert abs(int((d != 0).sum()) - moved) <= 4 + 2e-5 * d.numel(), f"{name}/{k}: other elements moved"
+            assert abs(int((d != 0).sum()) - moved) <= 4 + 5e-5 * d.numel(), f"{name}/{k}: other elements moved"
     assert not worst, f"updates (sum, official, sum |.|, official, allowed) differ: {dict(list(worst.items())[:6])}"
     for key, official in full.items():
         name, k = key.split("/", 1)
         ours = nets[name].state_dict()[k]
-        torch.testing.assert_close(ours, official, rtol=0, atol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
+        torch.testing.assert_close(ours, official, rtol=0, atol=2e-6, msg=lambda m, key=key: f"{key}: {m}")
