@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from facerestore.train.config import config_from_dict
-from facerestore.train.trainer import GFPGANTrainer
+from facerestore.train.step import GFPGANTrainer
 
 
 def build_trainer(init: dict) -> GFPGANTrainer:
