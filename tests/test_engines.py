@@ -220,3 +220,58 @@ def test_load_model_backends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with torch.inference_mode():
         assert _diff(plain(x, return_rgb=False, randomize_noise=False),
                      fast(x, return_rgb=False, randomize_noise=False)) <= 1e-4
+
+
+@pytest.mark.parametrize("engine", [pytest.param("auto", marks=pytest.mark.skipif(
+    not (engines.engine_available("onnxruntime") or engines.engine_available("openvino")),
+    reason="no engine installed"))])
+def test_restorer_on_engines_gives_the_same_pixels(engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from facerestore.pipeline.restorer import Restorer
+    from stand_ins import NoDetector
+
+    monkeypatch.setenv("FACERESTORE_GRAPH_CACHE", str(tmp_path / "graphs"))
+    rng = np.random.default_rng(0)
+    img = cv2_blur(rng.integers(0, 256, (96, 120, 3), dtype=np.uint8))
+    landmarks = [np.array([[40, 40], [70, 42], [55, 55], [42, 68], [68, 70]], np.float32)]
+    face = randomized(GFPGANv1Clean(**TINY_GFPGAN))
+    upsampler = randomized(RRDBNet(3, 3, scale=2, num_feat=8, num_block=1, num_grow_ch=4))
+    arcface = randomized(ResNetArcFace("IRBlock", (1, 1, 1, 1)))
+
+    def run(backend, seed=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = Restorer(model=face, upscale=2, bg_upsampler=upsampler, bg_tile=48, detector=NoDetector(),
+                         parser=None, identity=arcface, seed=seed, backend=backend)
+        return r, r.restore(img, weight=0.7, landmarks=landmarks)
+
+    plain, want = run(None)
+    fast, got = run(engine)
+    for net in (fast.net, fast.upsampler.model, fast.identity.net):
+        assert isinstance(net, EngineModule)
+    assert not isinstance(plain.net, EngineModule)
+    assert np.abs(want.image.astype(int) - got.image.astype(int)).max() <= 1
+    assert abs(want.faces[0].identity - got.faces[0].identity) <= 1e-4
+    _, seeded_want = run(None, seed=3)
+    _, seeded_got = run(engine, seed=3)
+    assert np.abs(seeded_want.restored[0].astype(int) - seeded_got.restored[0].astype(int)).max() <= 1
+    assert not np.array_equal(seeded_want.restored[0], want.restored[0])
+
+
+def cv2_blur(img):
+    import cv2
+
+    return cv2.GaussianBlur(img, (5, 5), 2)
+
+
+def test_backend_option_and_flag() -> None:
+    from facerestore.cli import build_parser
+    from facerestore.cli.restore import options_from_args
+    from facerestore.pipeline.options import OptionsError, RestoreOptions
+
+    with pytest.raises(OptionsError, match="--backend"):
+        RestoreOptions(backend="tensorrt").validate()
+    assert RestoreOptions(backend="auto").validate().backend == "auto"
+    args = build_parser().parse_args(["restore", "-i", "x.jpg", "--backend", "onnxruntime"])
+    assert options_from_args(args).backend == "onnxruntime"

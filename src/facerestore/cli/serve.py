@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the first is the default (default: v1.4)%(default).0s")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--detector", default="auto", help="face detector (as for `facerestore restore`)")
+    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+                   help="engine the networks run on, loaded once per process (as for `facerestore restore`; "
+                        "default: $FACERESTORE_BACKEND or auto)")
     p.add_argument("--parser", default="parsenet", help="face parser for the paste mask, or none")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="none",
                    help="background upsampler requests may turn on: none, realesrgan, a zoo name or a file")
@@ -43,6 +46,7 @@ def config_from_args(args: argparse.Namespace):
     return ServeConfig(
         models=args.model or ["v1.4"], bg_upsampler=None if args.bg_upsampler.lower() == "none" else args.bg_upsampler,
         detector=args.detector, parser=args.parser, device=args.device, allow_download=not args.no_download,
+        **({"backend": args.backend} if args.backend else {}),
         max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=int(args.max_pixels),
         max_output_pixels=int(args.max_output_pixels), max_upscale=args.max_upscale,
         max_concurrency=args.max_concurrency, queue_size=args.queue, queue_timeout=args.queue_timeout,

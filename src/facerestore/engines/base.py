@@ -23,7 +23,7 @@ __all__ = ["BACKENDS", "ENGINE_NAMES", "EngineUnavailableError", "Runner", "auto
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 ENGINE_NAMES = ("onnxruntime", "openvino")  # the graph engines; "torch" runs the module itself
 _PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
-_EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
+EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
 
 # What `auto` tries on a CPU, fastest first, per kind of network. Measured on this project's
 # 2-core Zen 4 (AVX-512, AVX512-BF16), fp32, 2 threads, interleaved (issue 15 and
@@ -126,7 +126,7 @@ def choose_backend(backend: str | None, purpose: Purpose, device: str = "cpu", h
         return next(name for name in auto_order(purpose, device, half) if engine_available(name))
     if not engine_available(backend):
         raise EngineUnavailableError(f"the {backend} backend is not installed: "
-                                     f"pip install 'facerestore[{_EXTRAS[backend]}]' (or use --backend auto)")
+                                     f"pip install 'facerestore[{EXTRAS[backend]}]' (or use --backend auto)")
     return backend
 
 

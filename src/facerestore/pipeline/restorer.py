@@ -197,7 +197,8 @@ class Restorer:
                  keep_grey: bool = True, allow_download: bool = True, color_match: bool = False,
                  identity: str | Path | nn.Module | None = None, min_identity: float | None = None,
                  identity_fallback: str = "input", det_threshold: float | None = None,
-                 min_face: int | None = None, landmark_check: bool = True, half: bool = False) -> None:
+                 min_face: int | None = None, landmark_check: bool = True, half: bool = False,
+                 backend: str | None = None) -> None:
         if upscale < 1:
             raise ValueError(f"upscale must be >= 1, got {upscale}")
         self.device = torch.device(device)
@@ -241,6 +242,7 @@ class Restorer:
             warnings.warn("--min-identity is not applied: there are no identity scores", stacklevel=2)
         self.parser = self._load_parser(parser, allow_download)
         self.upsampler = self._load_upsampler(bg_upsampler, bg_tile, allow_download)
+        self.use_engines(backend)
 
     @classmethod
     def from_options(cls, options: "RestoreOptions") -> "Restorer":
@@ -260,7 +262,28 @@ class Restorer:
                    allow_download=options.allow_download, color_match=options.color_match,
                    identity=options.identity_model, min_identity=options.min_identity,
                    identity_fallback=options.identity_fallback, det_threshold=options.det_threshold,
-                   min_face=options.min_face, landmark_check=options.landmark_check, half=options.half)
+                   min_face=options.min_face, landmark_check=options.landmark_check, half=options.half,
+                   backend=options.backend)
+
+    def use_engines(self, backend: str | None) -> None:
+        """Put every loaded network on the engine ``backend`` names (``auto``: the fastest
+        installed for each network on this device; ``None``/``torch``: PyTorch, as loaded). The
+        engines give PyTorch's output (facerestore.engines); what they cannot run exactly stays on
+        PyTorch with a note. MTCNN stays on PyTorch (its nets are small)."""
+        if backend is None or backend == "torch":
+            return
+        from ..archs.retinaface import RetinaFace
+        from ..engines import wrap
+
+        self.net = wrap(self.net, self.descriptor, backend, self.device, half=self.dtype != torch.float32)
+        if self.parser is not None:
+            self.parser = wrap(self.parser, None, backend, self.device)
+        if self.upsampler is not None and isinstance(self.upsampler.model, nn.Module):
+            self.upsampler.model = wrap(self.upsampler.model, None, backend, self.device)
+        if isinstance(getattr(self.detector, "net", None), RetinaFace):
+            self.detector.net = wrap(self.detector.net, None, backend, self.device)
+        if self.identity is not None:
+            self.identity.net = wrap(self.identity.net, None, backend, self.device)
 
     def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
         if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
@@ -515,13 +538,27 @@ class Restorer:
 
 def half_dtype(device: torch.device) -> torch.dtype:
     """The half-precision type for ``device``: fp16 on CUDA (tensor cores), bf16 elsewhere
-    (CPUs run fp16 slower than fp32; bf16 keeps fp32's range)."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+    (CPUs run fp16 slower than fp32; bf16 keeps fp32's range). A CPU without bf16 instructions
+    would only emulate it, slower than fp32: there half precision is refused with a warning and
+    fp32 is returned."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu":
+        from ..engines.base import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            warnings.warn("--half: this CPU has no bf16 instructions (AVX512-BF16 / AMX); running fp32",
+                          stacklevel=3)
+            return torch.float32
+    return torch.bfloat16
 
 
 def _to_half(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     """``facerestore.export.to_half`` where present (it checks the network keeps its unsafe
-    reductions in fp32); otherwise a plain cast."""
+    reductions in fp32); otherwise a plain cast. fp32 (a CPU without bf16) leaves it as it is."""
+    if dtype == torch.float32:
+        return net
     try:
         from ..export import to_half
     except ImportError:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.options import OptionsError
+from ..pipeline.options import OptionsError, check_backend, default_backend
 
 MB = 1024 * 1024
 
@@ -36,6 +36,7 @@ class ServeConfig:
     parser: Any = "parsenet"
     device: str = "cpu"
     allow_download: bool = True
+    backend: str = field(default_factory=lambda: default_backend())  # auto, torch, onnxruntime, openvino
     # limits
     max_upload_bytes: int = 20 * MB
     max_pixels: int = 40_000_000
@@ -66,6 +67,7 @@ class ServeConfig:
         for flag, value, low in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
                 raise OptionsError(flag, f"must be a number of at least {low}, got {value!r}")
+        check_backend("--backend", self.backend)
         if self.tmp_dir is not None and not Path(self.tmp_dir).is_dir():
             raise OptionsError("--tmp-dir", f"{self.tmp_dir} is not a folder")
         return self

@@ -164,7 +164,7 @@ class RestoreService:
                 model=face_net if face_net is not None else self._slot(model).spec,
                 bg_upsampler=shared.get("upsampler", cfg.bg_upsampler) if bg else None, bg_tile=cfg.bg_tile,
                 detector=shared.get("detector", cfg.detector), parser=shared.get("parser", cfg.parser),
-                device=cfg.device, allow_download=cfg.allow_download, upscale=1.0)
+                device=cfg.device, allow_download=cfg.allow_download, upscale=1.0, backend=cfg.backend)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 restorer = Restorer.from_options(options)
@@ -203,6 +203,7 @@ class RestoreService:
             "default_bg_upsampler": self.bg_name or "none",
             "formats": ["png", "jpeg", "webp"],
             "device": str(cfg.device),
+            "backend": cfg.backend,
             "limits": {"max_upload_bytes": cfg.max_upload_bytes, "max_pixels": cfg.max_pixels,
                        "max_output_pixels": cfg.max_output_pixels, "max_upscale": cfg.max_upscale,
                        "max_concurrency": cfg.max_concurrency, "queue_size": cfg.queue_size},
@@ -240,7 +241,7 @@ class RestoreService:
             quality = int(quality_value)
         cfg = self.config
         options = RestoreOptions(
-            model=model, device=cfg.device,
+            model=model, device=cfg.device, backend=cfg.backend,
             upscale=_float("upscale", fields["upscale"]) if "upscale" in fields else 2.0,
             weight=_float("weight", fields["weight"]) if "weight" in fields else 0.5,
             only_center_face=_bool("only_center_face", fields.get("only_center_face", "false")),
