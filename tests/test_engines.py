@@ -275,3 +275,23 @@ def test_backend_option_and_flag() -> None:
     assert RestoreOptions(backend="auto").validate().backend == "auto"
     args = build_parser().parse_args(["restore", "-i", "x.jpg", "--backend", "onnxruntime"])
     assert options_from_args(args).backend == "onnxruntime"
+
+
+@pytest.mark.skipif(not engines.engine_available("onnxruntime"), reason="onnxruntime is not installed")
+def test_models_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from facerestore import cli
+    from facerestore.models import zoo
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv(zoo.CACHE_ENV, str(home))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+    monkeypatch.delenv("FACERESTORE_GRAPH_CACHE", raising=False)
+    torch.save({"params_ema": randomized(GFPGANv1Clean(**TINY_GFPGAN)).state_dict()},
+               home / "GFPGANCleanv1-NoCE-C2.pth")  # the zoo's v1.2 file name
+    assert cli.main(["models", "--prepare", "--backend", "onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "v1.2: onnxruntime ready" in out
+    assert len(list((home / "graphs").glob("GFPGANv1Clean-*-onnxruntime-*.onnx"))) == 1
+    assert cli.main(["models", "--prepare", "v1.2", "--backend", "onnxruntime"]) == 0  # cached: no export note
+    assert "exported" not in capsys.readouterr().out
