@@ -119,6 +119,7 @@ class EngineModule(nn.Module):
         self._runner = runner
         self._inputs = list(spec.input_names)
         self._takes_noise = "noise0" in self._inputs
+        self._failed: str | None = None  # the first engine error, noted once
         if hasattr(module, "scale"):
             self.scale = module.scale  # the upsampler reads it
 
@@ -131,6 +132,16 @@ class EngineModule(nn.Module):
         return [torch.from_numpy(out).to(device=device, dtype=dtype) for out in self._runner(feeds)]
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._forward(x, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - e.g. a size a fixed-size graph does not take
+            if self._failed is None:
+                self._failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                _note(f"{self.descriptor.architecture}: {self.engine} refused a call ({self._failed}); "
+                      f"that call and others it refuses run on PyTorch")
+            return self.torch_module(x, *args, **kwargs)
+
+    def _forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Any:
         purpose = self.descriptor.purpose
         if self._takes_noise:
             if args or kwargs.get("return_rgb", True) or kwargs.get("return_latents", False):
