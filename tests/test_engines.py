@@ -3,6 +3,7 @@ its scale), fresh noise included; the graph cache is reused, survives two proces
 a damaged file; `auto` falls back to PyTorch without the extras."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import subprocess
@@ -357,3 +358,37 @@ def facerestore_restorer(official, case, tmp_path: Path):
 
     return Restorer(model=official._checkpoint(case["model"], tmp_path), upscale=2, detector=official._NoDetector(),
                     parser=official._checkpoint(case["parser"], tmp_path), bg_upsampler=None, backend="auto")
+
+
+def test_half_on_a_cpu_without_bf16_says_so_and_runs_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facerestore.engines import base
+    from facerestore.pipeline.restorer import Restorer
+    from stand_ins import NoDetector
+
+    base.cpu_has_bf16.cache_clear()
+    monkeypatch.setattr(base, "cpu_has_bf16", lambda: False)
+    face = randomized(GFPGANv1Clean(**TINY_GFPGAN))
+    with pytest.warns(UserWarning, match="no bf16"):
+        r = Restorer(model=face, detector=NoDetector(), parser=None, half=True, backend=None)
+    assert r.dtype == torch.float32 and next(r.net.parameters()).dtype == torch.float32
+
+
+@pytest.mark.skipif(not (engines.engine_available("openvino") and engines.cpu_has_bf16()),
+                    reason="needs OpenVINO and a CPU with bf16")
+def test_half_runs_openvino_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from facerestore.pipeline.restorer import Restorer
+    from stand_ins import NoDetector
+
+    monkeypatch.setenv("FACERESTORE_GRAPH_CACHE", str(tmp_path / "graphs"))
+    face = randomized(GFPGANv1Clean(**TINY_GFPGAN))
+    faces = [np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slow = Restorer(model=copy.deepcopy(face), detector=NoDetector(), parser=None)
+        fast = Restorer(model=face, detector=NoDetector(), parser=None, half=True, backend="auto")  # casts face
+    assert isinstance(fast.net, EngineModule) and fast.net.engine == "openvino" and fast.net.half
+    got, want = fast.restore_faces(faces)[0], slow.restore_faces(faces)[0]
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.mean() < 3 and diff.max() < 40  # bf16: a few levels, not another picture

@@ -105,7 +105,7 @@ def graph_spec(module: nn.Module, descriptor: ModelDescriptor) -> GraphSpec:
             return GraphSpec(["input", *names], ["output"], axes,
                              # fresh noise at batch 2 (traced), the stored noise at batch 1: each a
                              # full forward at 512 px, so two examples cover both noises and batches
-                             [(x, *fresh), (x[:1].clone(), *(n.clone() for n in stored))],
+                             [(x, *fresh), (x[:1].clone(), *(n.detach().float().cpu().clone() for n in stored))],
                              call=lambda m, *inputs: m(*inputs))
         return GraphSpec(["input"], ["output"], {"input": batch_axis, "output": batch_axis}, [(x,), (x[:1].clone(),)],
                          call=lambda m, x: (m(x)[0],))
