@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import io
 import json
 import os
 import statistics
