@@ -120,6 +120,7 @@ class EngineModule(nn.Module):
         self._inputs = list(spec.input_names)
         self._takes_noise = "noise0" in self._inputs
         self._failed: str | None = None  # the first engine error, noted once
+        self._one_face = spec.one_face
         if hasattr(module, "scale"):
             self.scale = module.scale  # the upsampler reads it
 
@@ -147,8 +148,12 @@ class EngineModule(nn.Module):
             if args or kwargs.get("return_rgb", True) or kwargs.get("return_latents", False):
                 return self.torch_module(x, *args, **kwargs)  # side outputs: only PyTorch has them
             fresh = kwargs.get("randomize_noise", True)
-            noise = noise_inputs(self.torch_module, x.shape[0], fresh)
-            return self._run(x, *noise)[0], []
+            noise = noise_inputs(self.torch_module, x.shape[0], fresh)  # drawn for the whole batch, as PyTorch
+            if not self._one_face:
+                return self._run(x, *noise)[0], []
+            faces = [self._run(x[i:i + 1], *(n[i:i + 1] if n.shape[0] > 1 else n for n in noise))[0]
+                     for i in range(x.shape[0])]  # the graph takes one face (graph.py)
+            return torch.cat(faces), []
         outputs = self._run(x)
         if purpose is Purpose.FACE_RESTORATION:
             return outputs[0], None
