@@ -25,13 +25,14 @@ ENGINE_NAMES = ("onnxruntime", "openvino")  # the graph engines; "torch" runs th
 _PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
 
-# What `auto` tries on a CPU, fastest first, per kind of network. Measured on this project's
-# 2-core Zen 4 (AVX-512, AVX512-BF16), fp32, 2 threads, interleaved (issue 15 and
-# benchmarks/README.md "Engines"): OpenVINO ran GFPGANv1Clean 2.0x and ParseNet 2.4x the PyTorch
-# eager forward, onnxruntime 1.8x and 2.1x; on RetinaFace R50 onnxruntime led (1.72x vs 1.63x);
-# RRDBNet and ArcFace follow the convolution-heavy restorers. PyTorch is last: it is the exact
-# reference, never the fastest on CPU. On CUDA `auto` is PyTorch (cuDNN; no GPU was lent to this
-# project, so neither ONNX engine has been measured there).
+# What `auto` tries on a CPU, fastest first, per kind of network. Measured, fp32, 2 threads,
+# interleaved (benchmarks/README.md "Engines"): on this project's 2-vCPU Xeon (AVX-512, AMX),
+# GFPGANv1Clean ran on OpenVINO 2.44x the official PyTorch forward, on onnxruntime 1.69x (CPU
+# time); on issue 15's Zen 4 OpenVINO ran GFPGANv1Clean 2.0x and ParseNet 2.4x, onnxruntime 1.8x
+# and 2.1x, while on RetinaFace R50 onnxruntime led (1.72x vs 1.63x). RRDBNet and ArcFace are not
+# measured apart yet and follow the convolution-heavy restorers. PyTorch is last: the exact
+# reference, never the fastest on CPU. On CUDA `auto` is PyTorch (cuDNN); no GPU was lent to
+# this project, so neither ONNX engine has been measured there.
 _CPU_ORDER: dict[Purpose, tuple[str, ...]] = {
     Purpose.FACE_RESTORATION: ("openvino", "onnxruntime", "torch"),
     Purpose.FACE_PARSING: ("openvino", "onnxruntime", "torch"),
@@ -40,7 +41,7 @@ _CPU_ORDER: dict[Purpose, tuple[str, ...]] = {
     Purpose.IDENTITY: ("openvino", "onnxruntime", "torch"),
 }
 # --half on a CPU with bf16: OpenVINO's bf16 inference (INFERENCE_PRECISION_HINT=bf16) ran
-# GFPGANv1Clean about 2x its fp32 and well ahead of PyTorch's bf16 (benchmarks/README.md).
+# GFPGANv1Clean 4.3x its fp32 and 10.6x the official forward; PyTorch bf16 only 1.3x its fp32.
 _CPU_HALF_ORDER = ("openvino", "torch")
 
 
