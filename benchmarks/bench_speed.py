@@ -1,42 +1,42 @@
-"""Speed of the restoration and upscaling forwards: ours vs the official code vs onnxruntime.
+"""Speed of the restoration and upscaling forwards: ours on every engine vs the official code and its graph.
 
-    python benchmarks/bench_speed.py [--runs 5] [--warmup 1] [--threads 2] [--only A,B]
-                                     [--no-onnxruntime] [--compile] [--bf16] [--json out.json]
+    python benchmarks/bench_speed.py [--runs 5] [--warmup 1] [--threads 2] [--only A,B] [--half]
+                                     [--no-onnxruntime] [--no-openvino] [--compile] [--json out.json]
 
 One table, one row per case and side, all timed **interleaved** in one process (every round runs
 each side once, in rotating order, so load from other processes hits all sides alike):
 
-* ``official``      the official module (reference kit, seeded weights), eager PyTorch;
-* ``onnxruntime``   the same official module exported to ONNX (``torch.onnx.export``, opset 17)
-                    and run by onnxruntime with all graph optimisations: what FaceFusion users run,
-                    the peer to beat;
-* ``ours``          ``facerestore.load_model`` on the same checkpoint, eager PyTorch (default:
-                    the official arithmetic, official 8-bit pixels);
-* ``ours NHWC``     the same after ``facerestore.archs.ops.use_channels_last`` (opt-in
-                    channels-last activations on CPU: faster, outputs move by fp32 rounding);
-* ``ours ort``      ours exported by ``facerestore.export.export_onnx`` (batch-independent
-                    modulation: constant conv weights that onnxruntime can prepack) on onnxruntime;
-* ``ours+compile``  (``--compile``) ``torch.compile(ours)``; its first call (compilation) is
-                    reported as ``warm-up s``;
-* ``ours bf16``     (``--bf16``) ``facerestore.export.to_half(ours, bf16)``; not the same pixels
-                    (its diff is shown), listed to show what half precision costs or gains on CPU.
+* ``official``          the official module (reference kit, seeded weights), eager PyTorch;
+* ``official ort``      the same official module exported to ONNX (``torch.onnx.export``, opset 17,
+                        batch 1) and run by onnxruntime with all graph optimisations: what
+                        FaceFusion users run;
+* ``official ov``       that graph run by OpenVINO (f32 precision hint, latency mode). The faster
+                        of these two is the peer to beat (column ``x peer``);
+* ``ours torch``        ``facerestore.load_model`` on the same checkpoint, eager PyTorch (the
+                        official arithmetic, official 8-bit pixels);
+* ``ours onnxruntime``, ``ours openvino``, ``ours auto``: ``facerestore.engines.wrap(ours,
+                        backend=...)``, what ``restore --backend`` runs (graph exported, checked
+                        against PyTorch and cached; ``auto`` then reuses the cached graph);
+* ``ours torch bf16``, ``ours auto --half`` (``--half``): PyTorch bf16 and ``auto`` in half
+                        precision (OpenVINO bf16 on a CPU with bf16); not the same pixels, their
+                        difference to ``ours torch`` is shown (``mean vs ours``);
+* ``ours+compile``      (``--compile``) ``torch.compile(ours)``.
 
-Columns: median seconds per face, faces/s, ``x official`` and ``x ort`` (median official or
-onnxruntime time over this side's: > 1 means this side is faster), ``cpu`` (the same ratio
-against the official side in process CPU time, which time slices lost to other processes do not
-inflate), ``peak MiB`` (resident memory the forward adds at its peak, from Linux's VmHWM, reset
-before one untimed call per side) and ``max abs diff`` to the official output.
+Columns: median seconds per face, faces/s, ``x official`` and ``x peer`` (median official or peer
+time over this side's: > 1 means this side is faster), ``cpu`` (the same ratio against the
+official side in process CPU time; OpenVINO's worker threads may not all count here), ``peak MiB``
+(resident memory the forward adds at its peak, from Linux's VmHWM, reset before one untimed call
+per side), ``max abs diff`` to the official output and ``mean vs ours`` (mean abs diff to ours on
+PyTorch).
 
-Needs the reference kit (see bench_forward.py): run with ``/tmp/refenv/bin/python`` after
-``/tmp/refenv/bin/pip install -e . --no-deps``. Inputs, weights and cases are those of
-bench_forward.py.
+Needs the reference kit (see bench_forward.py): run with ``/tmp/refenv/bin/python`` and
+``PYTHONPATH=src``. Inputs, weights and cases are those of bench_forward.py.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import gc
-import io
 import json
 import os
 import statistics
@@ -60,9 +60,8 @@ Side = Callable[[], Tensor]
 
 
 # ----------------------------------------------------------------------------- sides
-def official_onnx(case: bf.Case, ref: nn.Module, threads: int) -> Side:
-    """The official module, exported with a batch-1 example, run by onnxruntime one face at a time."""
-    import onnxruntime as ort
+def _official_graph(case: bf.Case, ref: nn.Module, folder: Path) -> Path:
+    """The official module exported with a batch-1 example (what a FaceFusion-style user runs)."""
 
     class Wrapped(nn.Module):
         def __init__(self, m: nn.Module):
@@ -73,35 +72,61 @@ def official_onnx(case: bf.Case, ref: nn.Module, threads: int) -> Side:
             return case.forward(self.m, x)[0]
 
     x1 = bf.make_input(case)[:1]
-    f = io.BytesIO()
+    path = folder / f"official-{case.name}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Wrapped(ref).eval(), (x1,), f, dynamo=False, opset_version=17,
+        torch.onnx.export(Wrapped(ref).eval(), (x1,), str(path), dynamo=False, opset_version=17,
                           input_names=["input"], output_names=["output"], do_constant_folding=True)
+    return path
+
+
+def _one_at_a_time(case: bf.Case, run_one: Callable[[np.ndarray], np.ndarray]) -> Side:
+    x = bf.make_input(case).numpy()
+    return lambda: torch.from_numpy(np.concatenate([run_one(x[i:i + 1]) for i in range(case.batch)]))
+
+
+def official_onnx(case: bf.Case, graph: Path, threads: int) -> Side:
+    """The official graph run by onnxruntime (all graph optimisations), one face at a time."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(f.getvalue(), options, providers=["CPUExecutionProvider"])
-    x = bf.make_input(case).numpy()
-
-    def run() -> Tensor:
-        return torch.from_numpy(np.concatenate([session.run(None, {"input": x[i:i + 1]})[0]
-                                                for i in range(case.batch)]))
-
-    return run
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    return _one_at_a_time(case, lambda x: session.run(None, {"input": x})[0])
 
 
-def ours_onnx(ours: nn.Module, x: Tensor, threads: int) -> Side:
-    """Ours through facerestore's own ONNX export, run by onnxruntime (the whole batch at once)."""
-    from facerestore.export.onnx import export_onnx, onnx_session
+def official_openvino(case: bf.Case, graph: Path, threads: int) -> Side:
+    """The official graph run by OpenVINO (fp32 precision hint, latency mode), one face at a time."""
+    import openvino as ov
 
-    with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
-        path = Path(tmp) / "ours.onnx"
-        export_onnx(ours, path, size=x.shape[-1], check=False)
-        session = onnx_session(path.read_bytes(), threads=threads)
-    xn = x.numpy()
-    return lambda: torch.from_numpy(session.run(None, {"input": xn})[0])
+    compiled = ov.Core().compile_model(str(graph), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                           "PERFORMANCE_HINT": "LATENCY",
+                                                           "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+
+    def run_one(x: np.ndarray) -> np.ndarray:
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+
+    return _one_at_a_time(case, run_one)
+
+
+def ours_engine(case: bf.Case, ours: nn.Module, x: Tensor, backend: str, root: Path, half: bool = False,
+                ) -> tuple[Side, str, float]:
+    """Ours through facerestore.engines.wrap (what `restore --backend` runs): the side, the engine
+    it landed on, and the seconds wrap took (export + check + compile, with an empty cache)."""
+    from facerestore.engines import wrap
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = wrap(ours, backend=backend, root=root, half=half)
+    took = time.perf_counter() - start
+    engine = getattr(net, "engine", "torch")
+    xs = x.bfloat16() if half and engine == "torch" else x
+    return (lambda: case.forward(net, xs)[0].float()), engine, took
 
 
 def _rss_kib(field: str) -> int:
@@ -148,6 +173,9 @@ def time_sides(sides: dict[str, Side], batch: int, warmup: int, runs: int) -> di
         s["faces_per_s"] = 1 / s["median_s"]
         if "official" in outputs:
             s["max_abs_diff"] = (outputs[name].float() - outputs["official"]).abs().max().item()
+        if "ours torch" in outputs and name != "ours torch":
+            d = (outputs[name].float() - outputs["ours torch"]).abs()
+            s["vs_ours_max_abs"], s["vs_ours_mean_abs"] = d.max().item(), d.mean().item()
     return stats
 
 
@@ -156,41 +184,60 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
     x = bf.make_input(case)
     sides: dict[str, Side] = {}
     notes = []
+    tmp = tempfile.TemporaryDirectory(prefix="bench_speed_")
+    folder = Path(tmp.name)
     if ref is not None:
         sides["official"] = lambda: bf.run_official(case, ref, x)[0]
-        if args.onnxruntime:
+        peers = [(name, fn) for name, fn, wanted in (("official ort", official_onnx, args.onnxruntime),
+                                                     ("official ov", official_openvino, args.openvino)) if wanted]
+        if peers:
             try:
-                sides["onnxruntime"] = official_onnx(case, ref, args.threads)
-            except Exception as exc:  # an op the exporter or onnxruntime lacks: say so, time the rest
-                notes.append(f"onnxruntime skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-    sides["ours"] = lambda: case.forward(ours, x)[0]
-    from facerestore.archs.ops import use_channels_last
-
-    nhwc = use_channels_last(copy.deepcopy(ours))
-    sides["ours NHWC"] = lambda: case.forward(nhwc, x)[0]
-    if args.onnxruntime:
+                graph = _official_graph(case, ref, folder)
+                for name, fn in peers:
+                    sides[name] = fn(case, graph, args.threads)
+            except Exception as exc:  # an op the exporter or an engine lacks: say so, time the rest
+                notes.append(f"official graph skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+    sides["ours torch"] = lambda: case.forward(ours, x)[0]
+    backends = [b for b, wanted in (("onnxruntime", args.onnxruntime), ("openvino", args.openvino)) if wanted]
+    for backend in [*backends, "auto"]:
         try:
-            sides["ours ort"] = ours_onnx(ours, x, args.threads)
+            side, engine, took = ours_engine(case, ours, x, backend, folder / "graphs")
         except Exception as exc:
-            notes.append(f"ours ort skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            notes.append(f"ours {backend} skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            continue
+        sides[f"ours {backend}"] = side
+        notes.append(f"ours {backend}: runs on {engine}; wrap took {took:.1f} s"
+                     + (" (graph from the cache)" if backend == "auto" else " (export, check, compile)"))
+    if args.half:
+        from facerestore.engines import cpu_has_bf16
+        from facerestore.export.half import to_half
+
+        if not cpu_has_bf16():
+            notes.append("--half: this CPU has no bf16; half sides skipped")
+        else:
+            half = to_half(copy.deepcopy(ours), torch.bfloat16)
+            xh = x.bfloat16()
+            sides["ours torch bf16"] = lambda: case.forward(half, xh)[0].float()
+            try:
+                # the fp32 module: OpenVINO rounds the weights to bf16 itself, and the fp32 graph is cached
+                side, engine, took = ours_engine(case, ours, x, "auto", folder / "graphs", half=True)
+                sides["ours auto --half"] = side
+                notes.append(f"ours auto --half: runs on {engine} bf16; wrap took {took:.1f} s")
+            except Exception as exc:
+                notes.append(f"ours auto --half skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     if args.compile:
         compiled = torch.compile(ours)
         sides["ours+compile"] = lambda: case.forward(compiled, x)[0]
-    if args.bf16:
-        from facerestore.export.half import to_half
-
-        half = to_half(copy.deepcopy(ours), torch.bfloat16)
-        xh = x.bfloat16()
-        sides["ours bf16"] = lambda: case.forward(half, xh)[0].float()
     result = {"input": list(x.shape), "batch": case.batch, "runs": args.runs, "notes": notes,
               "sides": time_sides(sides, case.batch, args.warmup, args.runs)}
+    tmp.cleanup()
     return result  # the caller collects: the models go with this frame (the timed closures hold them)
 
 
 # ----------------------------------------------------------------------------- report
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    header = (f"{'case':<18}{'side':<14}{'s/face':>8}{'faces/s':>9}{'x official':>11}{'x ort':>7}{'cpu':>6}"
-              f"{'peak MiB':>10}{'warm-up s':>10}{'max abs diff':>13}")
+    header = (f"{'case':<16}{'side':<18}{'s/face':>8}{'faces/s':>9}{'x official':>11}{'x peer':>7}{'cpu':>6}"
+              f"{'peak MiB':>10}{'max abs diff':>13}{'mean vs ours':>13}")
     print(header)
     print("-" * len(header))
 
@@ -202,21 +249,22 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             print(f"{name:<18}skipped: {r['skipped']}")
             continue
         sides = r["sides"]
-        off, ort = sides.get("official"), sides.get("onnxruntime")
+        off = sides.get("official")
+        # the peer to beat: the faster of the official graph on onnxruntime and on OpenVINO
+        peers = [sides[k] for k in ("official ort", "official ov") if k in sides]
+        peer = min(peers, key=lambda p: p["median_s"]) if peers else None
         for i, (side, s) in enumerate(sides.items()):
             x_off = off["median_s"] / s["median_s"] if off else None
-            x_ort = ort["median_s"] / s["median_s"] if ort else None
+            x_peer = peer["median_s"] / s["median_s"] if peer else None
             cpu = off["cpu_median_s"] / s["cpu_median_s"] if off else None
-            warm = s["first_call_s"] if side == "ours+compile" else None
             label = name if i == 0 else ""
-            print(f"{label:<18}{side:<14}{s['median_s']:>8.3f}{s['faces_per_s']:>9.3f}{fmt(x_off, '.2f'):>11}"
-                  f"{fmt(x_ort, '.2f'):>7}{fmt(cpu, '.2f'):>6}{fmt(s.get('peak_extra_mib'), '.0f'):>10}"
-                  f"{fmt(warm, '.1f'):>10}{fmt(s.get('max_abs_diff'), '.2e'):>13}")
+            print(f"{label:<16}{side:<18}{s['median_s']:>8.3f}{s['faces_per_s']:>9.3f}{fmt(x_off, '.2f'):>11}"
+                  f"{fmt(x_peer, '.2f'):>7}{fmt(cpu, '.2f'):>6}{fmt(s.get('peak_extra_mib'), '.0f'):>10}"
+                  f"{fmt(s.get('max_abs_diff'), '.2e'):>13}{fmt(s.get('vs_ours_mean_abs'), '.1e'):>13}")
         if r["batch"] > 1:
-            print(f"{'':<18}per face: ours one batch of {r['batch']}; official and onnxruntime "
-                  f"{r['batch']} single calls")
+            print(f"{'':<16}per face: ours one batch of {r['batch']}; the official graph {r['batch']} single calls")
         for note in r["notes"]:
-            print(f"{'':<18}{note}")
+            print(f"{'':<16}{note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,9 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads (default 2)")
     ap.add_argument("--only", default="", help=f"comma-separated cases (default: {','.join(SPEED_CASES)})")
     ap.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false",
-                    help="skip the official-model-on-onnxruntime side")
+                    help="skip the onnxruntime sides (official graph and ours)")
+    ap.add_argument("--no-openvino", dest="openvino", action="store_false",
+                    help="skip the OpenVINO sides (official graph and ours)")
+    ap.add_argument("--half", action="store_true",
+                    help="add ours in bf16: PyTorch bf16 and `auto --half` (OpenVINO bf16); not the same pixels")
     ap.add_argument("--compile", action="store_true", help="add torch.compile(ours)")
-    ap.add_argument("--bf16", action="store_true", help="add ours in bf16 (not the same pixels)")
     ap.add_argument("--reference", default=bf.DEFAULT_REFERENCE, help="folder with the kit's official.py")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
@@ -239,12 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in by_name]
     if unknown:
         ap.error(f"unknown case(s) {unknown}; known: {', '.join(by_name)}")
-    if args.onnxruntime:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            print("onnxruntime not installed: no onnxruntime side", flush=True)
-            args.onnxruntime = False
+    for engine in ("onnxruntime", "openvino"):
+        if getattr(args, engine):
+            try:
+                __import__(engine)
+            except ImportError:
+                print(f"{engine} not installed: no {engine} sides", flush=True)
+                setattr(args, engine, False)
     official, why = bf.import_official(args.reference)
     if official is None:
         print(f"official code unavailable ({why}): timing ours only, random weights", flush=True)
@@ -268,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     print()
     print_table(results)
-    print(f"(median of {args.runs} interleaved rounds; x official / x ort > 1: this side is faster; "
+    print(f"(median of {args.runs} interleaved rounds; x official / x peer (the faster official graph) > 1: "
+          f"this side is faster; mean vs ours: mean abs diff to ours on PyTorch; "
           f"load average {info['loadavg_1m']} -> {info['loadavg_1m_end']})")
     if args.json:
         Path(args.json).write_text(json.dumps({"bench": "speed", "machine": info, "results": results}, indent=1))

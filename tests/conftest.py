@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,10 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
+
+# The suite runs on PyTorch unless a test asks for an engine (tests/test_engines.py): exporting
+# every tiny test model to a graph would only cost time. Subprocesses inherit it.
+os.environ.setdefault("FACERESTORE_BACKEND", "torch")
 
 # One thread: the test models are tiny, and on a shared 2-core runner extra threads only spin.
 torch.set_num_threads(1)

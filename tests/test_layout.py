@@ -14,7 +14,7 @@ LAYERS = {
     "archs": 0, "io": 0, "data": 0,
     "models": 1,
     "face": 2, "metrics": 2,
-    "pipeline": 3, "export": 3,
+    "pipeline": 3, "export": 3, "engines": 3,
     "train": 4, "serve": 4,
     "cli": 5, "__main__": 5,
 }

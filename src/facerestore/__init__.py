@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "facerestore.models.loading",
+    "load_model": "facerestore.engines.loading",  # models.loading.load_model + backend=
     "CheckpointError": "facerestore.models.loading",
     "Restorer": "facerestore.pipeline.restorer",
     "Upsampler": "facerestore.pipeline.upsampler",
@@ -21,12 +21,13 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .face.detectors import load_detector
-    from .models.loading import CheckpointError, load_model
+    from .engines.loading import load_model
+    from .models.loading import CheckpointError
     from .pipeline.restorer import Restorer
     from .pipeline.upsampler import Upsampler
 
 
-_SUBPACKAGES = ("archs", "face", "io", "models", "pipeline")
+_SUBPACKAGES = ("archs", "engines", "face", "io", "models", "pipeline")
 
 
 def __getattr__(name: str) -> Any:

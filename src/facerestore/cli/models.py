@@ -14,6 +14,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
                    help="accept the licence of model NAME (non-commercial or unstated licences are never "
                         "downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME)")
+    p.add_argument("--prepare", nargs="*", metavar="NAME",
+                   help="export and check the engine graphs of these models (zoo names or files; default: "
+                        "every model present) now, for images and cluster nodes, instead of on first use")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino"),
+                   help="engine to prepare with --prepare (auto: the one `restore` would pick per model)")
     p.set_defaults(func=run)
 
 
@@ -21,9 +26,45 @@ def _human(size: int | None) -> str:
     return "?" if size is None else f"{size / 2**20:.1f} MiB"
 
 
+def prepare(names: list[str], backend: str) -> int:
+    """Build (or check) the cached graphs of ``names``; one line per model, 1 if any failed."""
+    import time
+    import warnings
+
+    from ..engines.cache import cache_root
+    from ..engines.module import EngineModule, wrap
+    from ..models import zoo
+    from ..models.loading import CheckpointError, load_model
+
+    if not names:
+        names = [e.name for e in zoo.MODELS if zoo.locate(e) is not None]
+        if not names:
+            print("no model files present: name the models to prepare (they are downloaded)", file=sys.stderr)
+            return 1
+    print(f"graph cache: {cache_root()}")
+    status = 0
+    for name in names:
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                net = wrap(load_model(name), backend=backend)
+        except (CheckpointError, zoo.ModelUnavailableError, zoo.ChecksumError, RuntimeError, ValueError) as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        notes = "; ".join(str(w.message) for w in caught)
+        engine = net.engine if isinstance(net, EngineModule) else "torch"
+        state = "ready" if engine != "torch" else "runs on PyTorch"
+        print(f"{name}: {engine} {state} in {time.perf_counter() - start:.1f} s" + (f" ({notes})" if notes else ""))
+    return status
+
+
 def run(args: argparse.Namespace) -> int:
     from ..models import zoo
 
+    if args.prepare is not None:
+        return prepare(args.prepare, args.backend)
     status = 0
     zoo.accept_license(*args.accept_license)
     for name in args.download or ():

@@ -58,8 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "none uses a soft square mask")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--half", action="store_true",
-                   help="face network in half precision: fp16 on CUDA, bf16 on CPU/MPS (faster on GPUs; "
-                        "differs from fp32 by a few grey levels)")
+                   help="face network in half precision: fp16 on CUDA, bf16 on CPUs that have it (OpenVINO "
+                        "or PyTorch; differs from fp32 by a few grey levels)")
+    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+                   help="engine the networks run on; auto: the fastest installed (OpenVINO, then onnxruntime "
+                        "on CPU; PyTorch on GPUs and without the extras), same pixels "
+                        "(default: $FACERESTORE_BACKEND or auto)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="faces per network call, across the faces of a photo and of consecutive photos "
                         "(default: by free GPU memory, at most 16; 1 on CPU)")
@@ -125,7 +129,8 @@ def options_from_args(args: argparse.Namespace):
         identity_model=args.identity_model, min_identity=args.min_identity,
         identity_fallback=args.identity_fallback, det_threshold=args.det_threshold, min_face=args.min_face,
         landmark_check=args.landmark_check, report=Path(args.report) if args.report else None,
-        half=args.half, batch_size=args.batch_size)
+        half=args.half, batch_size=args.batch_size,
+        **({"backend": args.backend} if args.backend else {}))
 
 
 def _shard_summary(shard, videos: int, video_outcomes: list[tuple[Path, str | None]], *, interrupted: bool):

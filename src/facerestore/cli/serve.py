@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--detector", default="auto", help="face detector (as for `facerestore restore`)")
+    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+                   help="engine the networks run on, loaded once per process (as for `facerestore restore`; "
+                        "default: $FACERESTORE_BACKEND or auto)")
     p.add_argument("--parser", default="parsenet", help="face parser for the paste mask, or none")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="none",
                    help="background upsampler requests may turn on: none, realesrgan, a zoo name or a file")
@@ -71,7 +74,8 @@ def config_from_args(args: argparse.Namespace):
         device=args.device, allow_download=not args.no_download, half=args.half, batch_size=args.batch_size,
         seed=args.seed, color_match=args.color_match, identity_model=args.identity_model,
         min_identity=args.min_identity, identity_fallback=args.identity_fallback,
-        det_threshold=args.det_threshold, min_face=args.min_face, landmark_check=args.landmark_check)
+        det_threshold=args.det_threshold, min_face=args.min_face, landmark_check=args.landmark_check,
+        **({"backend": args.backend} if args.backend else {}))
     return ServeConfig(
         models=args.model or ["v1.4"], restore=restore,
         max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=int(args.max_pixels),

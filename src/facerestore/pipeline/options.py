@@ -77,6 +77,9 @@ class RestoreOptions:
     seed: int | None = None
     batch_size: int | None = None  # faces per network call; None: by free memory on GPUs, 1 on CPU
     half: bool = False  # face network in fp16 (CUDA) / bf16 (CPU, MPS); fp32 gives the official pixels
+    # the engine every network runs on: auto (the fastest installed, per device and network;
+    # PyTorch without the extras), torch, onnxruntime, openvino. $FACERESTORE_BACKEND sets the default.
+    backend: str | None = dataclasses.field(default_factory=lambda: default_backend())
     eye_dist_threshold: float = 5.0
     keep_grey: bool = True
     # control and trust (issue 10)
@@ -115,6 +118,8 @@ class RestoreOptions:
         for name in _NONE_MEANS_OFF:
             if _is_off(getattr(self, name)):
                 setattr(self, name, None)
+        if self.backend is None:  # no engine asked for: the networks as loaded, on PyTorch
+            self.backend = "torch"
         _number("-s/--upscale", self.upscale, low=1.0, high=MAX_UPSCALE)
         _number("-w/--weight", self.weight, low=0.0, high=1.0)
         _integer("--bg_tile", self.bg_tile, low=0)
@@ -150,11 +155,30 @@ class RestoreOptions:
         if self.report is not None and Path(self.report).is_dir():
             raise OptionsError("--report", f"{self.report} is a folder; give a file name such as report.json")
         _device("--device", self.device)
+        check_backend("--backend", self.backend)
         return self
 
 
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(RestoreOptions))
 _NONE_MEANS_OFF = ("bg_upsampler", "parser", "identity_model")
+
+
+def default_backend() -> str:
+    """``$FACERESTORE_BACKEND`` if set, else ``auto``."""
+    import os
+
+    return os.environ.get("FACERESTORE_BACKEND", "auto") or "auto"
+
+
+def check_backend(option: str, backend: Any) -> None:
+    from ..engines.base import BACKENDS, EXTRAS, engine_available
+
+    if not isinstance(backend, str) or backend.lower() not in BACKENDS:
+        raise OptionsError(option, f"'{backend}' is not one of {', '.join(BACKENDS)}")
+    name = backend.lower()
+    if name in EXTRAS and not engine_available(name):
+        raise OptionsError(option, f"{backend} is not installed: pip install 'facerestore[{EXTRAS[name]}]' "
+                                   f"(or use auto, which falls back to PyTorch)")
 
 
 def _is_off(value: Any) -> bool:

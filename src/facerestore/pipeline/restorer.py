@@ -180,7 +180,7 @@ class Restorer:
         self.device = torch.device(options.device)
         allow_download = options.allow_download
         half = options.half
-        self.dtype = half_dtype(self.device) if half else torch.float32
+        self.dtype = half_dtype(self.device, self.notes.append) if half else torch.float32
         face = load(options.model, self.device, allow_download=allow_download, purpose=Purpose.FACE_RESTORATION,
                     role="the face model (--model)")
         self.net, self.descriptor = face.model, face.descriptor
@@ -188,8 +188,6 @@ class Restorer:
         if half and not face.descriptor.half_safe:
             self.notes.append(f"{face.descriptor} is not known to be safe in half precision; it runs in fp32")
             half, self.dtype = False, torch.float32
-        if half:
-            self.net = _to_half(self.net, self.dtype)
         self.batch_size = (options.batch_size if options.batch_size is not None
                            else auto_batch_size(self.device, self.dtype, self.face_size))
         self.model_files = {"model": face.source}
@@ -212,6 +210,36 @@ class Restorer:
         self.upsampler = None if options.aligned else self._load_upsampler(
             resolve_bg_upsampler(options.bg_upsampler, self.device, allow_download, on_note=self.notes.append),
             options.bg_tile, allow_download)
+        self.use_engines(options.backend, half)
+
+    def use_engines(self, backend: str | None, half: bool = False) -> None:
+        """Put every loaded network on the engine ``backend`` names (``auto``: the fastest
+        installed for each network on this device; ``None``/``torch``: PyTorch, as loaded), and
+        the face network in half precision when ``half``. The engines give PyTorch's output
+        (facerestore.engines); what they cannot run exactly stays on PyTorch with a note. MTCNN
+        stays on PyTorch (its nets are small). Engines export the fp32 network (OpenVINO runs it
+        in bf16 itself), so the PyTorch half cast is made only where the face network stays on
+        PyTorch."""
+        on_engine = backend is not None and backend != "torch"
+        if on_engine:
+            from ..archs.retinaface import RetinaFace
+            from ..engines import wrap
+
+            self.net = wrap(self.net, self.descriptor, backend, self.device, half=half, on_note=self.notes.append)
+            if self.parser is not None:
+                self.parser = wrap(self.parser, None, backend, self.device, on_note=self.notes.append)
+            if self.upsampler is not None and isinstance(self.upsampler.model, nn.Module):
+                self.upsampler.model = wrap(self.upsampler.model, None, backend, self.device, on_note=self.notes.append)
+            if isinstance(getattr(self.detector, "net", None), RetinaFace):
+                self.detector.net = wrap(self.detector.net, None, backend, self.device, on_note=self.notes.append)
+            if self.identity is not None:
+                self.identity.net = wrap(self.identity.net, None, backend, self.device, on_note=self.notes.append)
+        from ..engines.module import EngineModule
+
+        if isinstance(self.net, EngineModule):
+            self.dtype = torch.float32  # the engine takes fp32 and runs bf16 inside where asked
+        elif half:
+            self.net = _to_half(self.net, self.dtype)
 
     def with_options(self, **changes: Any) -> "Restorer":
         """A copy that shares this one's networks, with other per-image settings (``upscale``,
@@ -505,15 +533,28 @@ def _timings(detect_ms: float, network_ms: float, since: float) -> dict[str, flo
     return {"detect": detect_ms, "restore": network_ms + (time.perf_counter() - since) * 1000}
 
 
-def half_dtype(device: torch.device) -> torch.dtype:
+def half_dtype(device: torch.device, on_note: Callable[[str], None] | None = None) -> torch.dtype:
     """The half-precision type for ``device``: fp16 on CUDA (tensor cores), bf16 elsewhere
-    (CPUs run fp16 slower than fp32; bf16 keeps fp32's range)."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+    (CPUs run fp16 slower than fp32; bf16 keeps fp32's range). A CPU without bf16 instructions
+    would only emulate it, slower than fp32: there half precision is refused with a warning and
+    fp32 is returned."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu":
+        from ..engines.base import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            (on_note or _warn)("--half: this CPU has no bf16 instructions (AVX512-BF16 / AMX); running fp32")
+            return torch.float32
+    return torch.bfloat16
 
 
 def _to_half(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     """``facerestore.export.to_half`` where present (it checks the network keeps its unsafe
-    reductions in fp32); otherwise a plain cast."""
+    reductions in fp32); otherwise a plain cast. fp32 (a CPU without bf16) leaves it as it is."""
+    if dtype == torch.float32:
+        return net
     try:
         from ..export import to_half
     except ImportError:

@@ -253,6 +253,7 @@ class RestoreService:
             "default_bg_upsampler": self.bg_name or "none",
             "formats": ["png", "jpeg", "webp"],
             "device": cfg.device,
+            "backend": cfg.restore.backend,
             "limits": {"max_upload_bytes": cfg.max_upload_bytes, "max_pixels": cfg.max_pixels,
                        "max_output_pixels": cfg.max_output_pixels, "max_upscale": cfg.max_upscale,
                        "max_concurrency": cfg.max_concurrency, "queue_size": cfg.queue_size},
