@@ -27,6 +27,7 @@ if not KIT.is_dir():
 sys.path[:0] = [str(KIT), str(ROOT / "tests")]
 
 import families  # noqa: E402  (the reference kit)
+
 from _seeded_weights import seeded_input, seeded_weights, spec_of  # noqa: E402
 
 WEIGHT_SEED, INPUT_SEED = 0, 1

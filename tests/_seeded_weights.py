@@ -11,7 +11,7 @@ Used by both; plain torch, no facerestore import.
 from __future__ import annotations
 
 import zlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -6,11 +6,12 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
+
 
 def write_tiny_checkpoint(folder: Path) -> Path:
     """A real GFPGANv1Clean (U-Net, CS-SFT, StyleGAN2 decoder) at 64x64 and 1/8 width: ~4 MB, fast on

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facerestore.models.arch_detect.facexlib import RULES
 from facerestore.archs.parsenet import ConvLayer, ParseNet
 from facerestore.archs.retinaface import AnchorHead, Bottleneck, RetinaFace
+from facerestore.models.arch_detect.facexlib import RULES
 
 SPECS = Path(__file__).resolve().parents[1] / ".." / "shared" / "specs" / "checkpoints"
 RETINA_RULE, PARSE_RULE = RULES
@@ -69,7 +69,7 @@ def _torchvision_resnet50_body() -> dict[str, list[int]]:
 
     entries = {"body.conv1.weight": [64, 3, 7, 7], **bn("body.bn1", 64)}
     c_in = 64
-    for layer, (blocks, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512]), start=1):
+    for layer, (blocks, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512], strict=True), start=1):
         for b in range(blocks):
             p = f"body.layer{layer}.{b}"
             entries |= {f"{p}.conv1.weight": [width, c_in, 1, 1], **bn(f"{p}.bn1", width),
@@ -182,7 +182,7 @@ def test_retinaface_rule_and_strict_roundtrip(name, r50):
     loaded.load_state_dict(sd, strict=True)
     x = torch.randn(1, 3, 40, 48) * 50
     with torch.no_grad():
-        for a, b in zip(net(x), loaded(x)):
+        for a, b in zip(net(x), loaded(x), strict=True):
             assert torch.equal(a, b)
 
 
@@ -203,7 +203,7 @@ def test_parsenet_rule_roundtrip(kwargs):
     loaded.load_state_dict(sd, strict=True)
     x = torch.randn(1, 3, kwargs["in_size"], kwargs["in_size"])
     with torch.no_grad():
-        for a, b in zip(net(x), loaded(x)):
+        for a, b in zip(net(x), loaded(x), strict=True):
             assert torch.equal(a, b)
 
 

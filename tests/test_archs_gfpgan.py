@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from facerestore.models.arch_detect.gfpgan import RULES
 from facerestore.archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
 from facerestore.archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from facerestore.archs.ops import _upfirdn2d_ref
 from facerestore.archs.stylegan2 import ModulatedConv2d, StyleGAN2Generator, StyleGAN2GeneratorClean
+from facerestore.models.arch_detect.gfpgan import RULES
 from facerestore.models.convert import bilinear_to_clean
 from stand_ins import randomized
 
@@ -110,7 +110,7 @@ def test_strict_load_round_trip(cls):
     with torch.no_grad():
         ya, ra = a(x, randomize_noise=False)
         yb, rb = b(x, randomize_noise=False)
-    assert torch.equal(ya, yb) and all(torch.equal(p, q) for p, q in zip(ra, rb))
+    assert torch.equal(ya, yb) and all(torch.equal(p, q) for p, q in zip(ra, rb, strict=True))
     assert ya.shape == (2, 3, 32, 32) and [r.shape[-1] for r in ra] == [8, 16, 32]
 
 
@@ -164,7 +164,7 @@ def test_bilinear_to_clean_is_equivalent():
         yb, rb = bilinear(x, randomize_noise=False)
         yc, rc = clean(x, randomize_noise=False)
         torch.testing.assert_close(yc, yb, atol=1e-4, rtol=1e-4)
-        for p, q in zip(rc, rb):
+        for p, q in zip(rc, rb, strict=True):
             torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-4)
         # the style MLP (unused by GFPGAN with input_is_latent) converts too
         z = torch.randn(2, 64)
@@ -237,7 +237,7 @@ def test_facial_component_discriminator():
 
 def test_base_constructors_are_keyword_only():
     # narrow and lr_mlp are both floats; a positional swap must not build a wrong network silently
-    from facerestore.archs.gfpgan import _CleanKit, _GFPGAN
+    from facerestore.archs.gfpgan import _GFPGAN, _CleanKit
     from facerestore.archs.stylegan2 import _StyleGAN2Base
 
     with pytest.raises(TypeError):
@@ -291,7 +291,7 @@ def test_channels_last_is_opt_in_and_close(cls):
         use_channels_last(model)
         assert model.channels_last and model.stylegan_decoder.channels_last
         fast = model(x, randomize_noise=False)
-    for a, b in zip([exact[0], *exact[1]], [fast[0], *fast[1]]):
+    for a, b in zip([exact[0], *exact[1]], [fast[0], *fast[1]], strict=True):
         assert b.is_contiguous()  # NCHW out, as the official code
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
     model.train()  # and training still differentiates in NHWC

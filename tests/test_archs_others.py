@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facerestore.models.arch_detect import others
-from facerestore.models.arch_detect.others import RULES, detect_arcface, detect_restoreformer, detect_rrdbnet
 from facerestore.archs.arcface import ResNetArcFace
 from facerestore.archs.restoreformer import MultiHeadAttnBlock, RestoreFormer, VectorQuantizer
 from facerestore.archs.rrdbnet import RRDBNet
+from facerestore.models.arch_detect import others
+from facerestore.models.arch_detect.others import RULES, detect_arcface, detect_restoreformer, detect_rrdbnet
 
 SPECS = Path(__file__).resolve().parents[1] / ".." / "shared" / "specs" / "checkpoints"
 OUR_SPECS = {

@@ -9,7 +9,6 @@ import numpy as np
 from facerestore.pipeline import batch
 from facerestore.pipeline.options import RestoreOptions
 from facerestore.pipeline.restorer import Restorer
-
 from test_restorer import BLAKE_LANDMARKS, ConstantFaceNet, FixedDetector
 
 
@@ -108,7 +107,7 @@ def test_restore_many_equals_restore_one_by_one(shared_data):
     one = [r.restore(blake, weight=0.6), r.restore(flipped, weight=0.6),
            r.restore(blake, weight=0.6, landmarks=BLAKE_LANDMARKS[:1])]
     assert [len(m.restored) for m in many] == [2, 2, 1]
-    for a, b in zip(many, one):
+    for a, b in zip(many, one, strict=True):
         assert np.array_equal(a.image, b.image)
-        assert all(np.array_equal(x, y) for x, y in zip(a.restored, b.restored))
+        assert all(np.array_equal(x, y) for x, y in zip(a.restored, b.restored, strict=True))
         assert [f.landmarks for f in a.faces] == [f.landmarks for f in b.faces]

@@ -111,7 +111,8 @@ def test_suffix_and_ext_name_outputs_like_the_official(shared_data, tiny_checkpo
     shutil.copy(shared_data / "photos" / "Blake_Lively.jpg", inp)
     assert _restore(inp, out, tiny_checkpoint, "--suffix", "v14", "--ext", "png", "-s", "1") == 0
     assert (out / "restored_imgs" / "Blake_Lively_v14.png").is_file()
-    assert {p.name for p in (out / "restored_faces").iterdir()} == {"Blake_Lively_00_v14.png", "Blake_Lively_01_v14.png"}
+    faces = {p.name for p in (out / "restored_faces").iterdir()}
+    assert faces == {"Blake_Lively_00_v14.png", "Blake_Lively_01_v14.png"}
 
 
 def test_models_lists_the_zoo(capsys):
@@ -265,7 +266,7 @@ def test_models_names_a_cached_file_of_the_wrong_size(tmp_path, capsys):
     cache.mkdir()
     (cache / "GFPGANv1.4.pth").write_bytes(b"partial download")
     assert cli.main(["models", "--verify"]) == 1
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("v1.4 "))
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("v1.4 "))
     assert "BAD" in line and "16 bytes" in line
     assert "16 bytes, not the expected" in zoo.missing_message(zoo.find_entry("v1.4"), "offline")
 

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -95,11 +94,12 @@ def test_colour_match_brings_back_the_input_colours(blake, tmp_path):
     plain = Restorer(model=ColourShiftNet(), upscale=1, detector=FixedDetector(BLAKE_LANDMARKS), parser=None)
     cropped, shifted, _ = plain.enhance(blake, weight=1)
     # The stand-in really shifts colours: far more than the tolerance below.
-    assert max(np.abs(_centre_mean(s) - _centre_mean(c)).max() for s, c in zip(shifted, cropped)) > 25
+    assert max(np.abs(_centre_mean(s) - _centre_mean(c)).max() for s, c in zip(shifted, cropped, strict=True)) > 25
 
     matched = Restorer(model=ColourShiftNet(), upscale=1, detector=FixedDetector(BLAKE_LANDMARKS), parser=None,
                        color_match=True)
-    summary = run_batch([_save(blake, tmp_path / "in.png")], tmp_path / "out", RestoreOptions(weight=1.0, color_match=True), restorer=matched)
+    summary = run_batch([_save(blake, tmp_path / "in.png")], tmp_path / "out",
+                        RestoreOptions(weight=1.0, color_match=True), restorer=matched)
     assert summary.succeeded == 1 and summary.faces == 2
     for i in range(2):
         crop = cv2.imread(str(tmp_path / "out" / "cropped_faces" / f"in_{i:02d}.png"))
@@ -118,7 +118,7 @@ def test_colour_match_is_off_by_default_and_keeps_grey_grey(blake):
     kwargs = dict(model=ColourShiftNet(), upscale=1, detector=NoDetector(), parser=None, keep_grey=False)
     default = Restorer(**kwargs).enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS)
     explicit_off = Restorer(**kwargs, color_match=False).enhance(blake, weight=1, landmarks=BLAKE_LANDMARKS)
-    assert all(np.array_equal(a, b) for a, b in zip(default[1], explicit_off[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(default[1], explicit_off[1], strict=True))
     assert np.array_equal(default[2], explicit_off[2])
 
     grey = cv2.cvtColor(cv2.cvtColor(blake, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from facerestore.metrics import identity, match_mean_std, psnr
-from facerestore.cli import main as cli_main
-from facerestore.metrics.lpips import LPIPS, load_lpips, to_lpips_input
-
 from _metric_images import synthetic_gt, synthetic_restored
+from facerestore.cli import main as cli_main
+from facerestore.metrics import identity, match_mean_std, psnr
+from facerestore.metrics.lpips import LPIPS, load_lpips, to_lpips_input
 
 
 def _arcface():
@@ -86,7 +85,8 @@ def test_lpips_properties_on_random_weights():
         getattr(net, f"lin{k}").model[1].weight.data.zero_()
     net.lin2.model[1].weight.data.fill_(1.0)
     with torch.no_grad():
-        f0, f1 = net.features[:16](net_in := (x0 - net.shift) / net.scale), net.features[:16]((x1 - net.shift) / net.scale)
+        net_in = (x0 - net.shift) / net.scale
+        f0, f1 = net.features[:16](net_in), net.features[:16]((x1 - net.shift) / net.scale)
         n0 = f0 / (f0.norm(dim=1, keepdim=True) + 1e-10)
         n1 = f1 / (f1.norm(dim=1, keepdim=True) + 1e-10)
         expect = ((n0 - n1) ** 2).sum(1).mean()
@@ -259,8 +259,10 @@ def test_fid_inception_layout():
     # 1008 instead of 1000 classes (+8 x 2049) that is the FID network's 23,850,960.
     assert sum(v.numel() for k, v in net.named_parameters()) == 23_850_960
     shapes = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_4a_3x3.bn.running_var": (192,),
-              "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1), "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
-              "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7), "Mixed_7a.branch3x3_2.conv.weight": (320, 192, 3, 3),
+              "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1),
+              "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
+              "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7),
+              "Mixed_7a.branch3x3_2.conv.weight": (320, 192, 3, 3),
               "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1), "fc.weight": (1008, 2048)}
     for k, shape in shapes.items():
         assert tuple(sd[k].shape) == shape, k

@@ -18,8 +18,6 @@ from facerestore.models import zoo  # noqa: E402
 from stand_ins import TINY_GFPGAN, randomized  # noqa: E402
 
 
-
-
 def _run(path: Path, x: torch.Tensor) -> np.ndarray:
     return onnx_session(path).run(None, {"input": x.numpy()})[0]
 

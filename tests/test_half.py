@@ -21,8 +21,6 @@ from facerestore.export.half import to_half
 from stand_ins import TINY_GFPGAN, randomized
 
 
-
-
 def test_style_normalisation_does_not_overflow_fp16() -> None:
     # |x| > 256 makes x**2 overflow fp16 (65504): GFPGAN issue #50
     x = torch.randn(4, 64) * 1000

@@ -21,14 +21,14 @@ from facerestore.io import images as imageio
 from facerestore.io.images import (
     ImageReadError,
     ImageWriteError,
+    InputScan,
+    OutputTooLargeError,
+    check_output_pixels,
     choose_output_ext,
     convert_bit_depth,
     from_float01,
     from_pipeline,
     is_grey,
-    InputScan,
-    OutputTooLargeError,
-    check_output_pixels,
     list_images,
     peek_size,
     read_image,
@@ -188,7 +188,7 @@ def test_16bit_grey_tiff_and_grey_alpha_png(tmp_path):
     np.testing.assert_array_equal(img.alpha, ga[:, :, 1])
 
 
-def _tRNS(*values: int) -> bytes:
+def _trns_chunk(*values: int) -> bytes:
     data = struct.pack(">" + "H" * len(values), *values)
     return struct.pack(">I", len(data)) + b"tRNS" + data + struct.pack(">I", zlib.crc32(b"tRNS" + data))
 
@@ -201,7 +201,7 @@ def test_grey_colour_key_becomes_alpha_at_any_depth(tmp_path, depth):
     grey[0, 0], grey[1, 2] = 7, 7
     raw = b"".join(b"\x00" + grey[r].astype(">u2" if depth == 16 else np.uint8).tobytes() for r in range(3))
     data = _png(4, 3, depth, 0, raw)
-    data = data[:33] + _tRNS(7) + data[33:]  # after IHDR (8 + 25 bytes)
+    data = data[:33] + _trns_chunk(7) + data[33:]  # after IHDR (8 + 25 bytes)
     img = read_image(_write(tmp_path / "key.png", data))
     assert img.is_grey and img.bit_depth == depth
     expected = np.where(grey == 7, 0, np.iinfo(dtype).max)

@@ -13,7 +13,7 @@ network is checked in train mode:
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -57,17 +57,17 @@ def assert_grads_match_finite_differences(model: nn.Module, loss_fn: Callable[[]
     dirs = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in tensors]
     norm = sum(d.square().sum() for d in dirs).sqrt()
     dirs = [d / norm for d in dirs]  # a unit step in all of parameter and input space
-    analytic = sum((t.grad * d).sum().item() for t, d in zip(tensors, dirs) if t.grad is not None)
+    analytic = sum((t.grad * d).sum().item() for t, d in zip(tensors, dirs, strict=True) if t.grad is not None)
     originals = [t.detach().clone() for t in tensors]
 
     def loss_at(step: float) -> float:
         with torch.no_grad():
-            for t, t0, d in zip(tensors, originals, dirs):
+            for t, t0, d in zip(tensors, originals, dirs, strict=True):
                 t.copy_(t0 + step * d)
         with contextlib.nullcontext() if needs_grad_mode else torch.no_grad():
             value = loss_fn().item()
         with torch.no_grad():
-            for t, t0 in zip(tensors, originals):
+            for t, t0 in zip(tensors, originals, strict=True):
                 t.copy_(t0)
         return value
 
@@ -211,7 +211,7 @@ def test_restoreformer_train_mode_gradients() -> None:
                                                                     requires_grad=True) for _ in range(2))),
     ]:
         block = perturbed(block)
-        assert_grads_match_finite_differences(block, lambda: _sum_of_outputs(block(*args)), args)
+        assert_grads_match_finite_differences(block, lambda b=block, a=args: _sum_of_outputs(b(*a)), args)
 
     model = restoreformer.RestoreFormer(n_embed=16, embed_dim=8, ch=32, ch_mult=(1, 2), num_res_blocks=1,
                                         attn_resolutions=(8,), resolution=16, z_channels=8, head_size=2)

@@ -108,11 +108,11 @@ def test_every_rule_has_a_unique_name():
 
 
 def test_zoo_names_resolve_through_the_cache(tmp_path, monkeypatch):
-    from facerestore.models import zoo
     from facerestore.archs.retinaface import RetinaFace
     from facerestore.face.detectors import load_detector
     from facerestore.face.mtcnn import MTCNNDetector
     from facerestore.face.retinaface import RetinaFaceDetector
+    from facerestore.models import zoo
 
     monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
     monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
@@ -146,8 +146,8 @@ def test_models_verify_flags_a_corrupted_cached_file(tmp_path, monkeypatch, caps
 
 
 def test_a_wrong_file_under_a_zoo_name_is_refused(tmp_path, monkeypatch):
-    from facerestore.models import zoo
     from facerestore.archs.parsenet import ParseNet
+    from facerestore.models import zoo
 
     monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
     monkeypatch.setenv(zoo.OFFLINE_ENV, "1")

@@ -14,11 +14,10 @@ import math
 import numpy as np
 import pytest
 
+from _metric_images import synthetic_gt, synthetic_restored
 from facerestore.metrics import bgr_to_y, frechet_distance, match_mean_std, niqe, psnr, ssim
 from facerestore.metrics.fid import feature_stats, fid_from_features
 from facerestore.metrics.niqe import imresize_half
-
-from _metric_images import synthetic_gt, synthetic_restored
 
 # BasicSR values on synthetic_gt() vs synthetic_restored(gt): (crop_border, y) -> (psnr, ssim).
 BASICSR_SYNTHETIC = {

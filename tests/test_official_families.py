@@ -13,14 +13,13 @@ import pytest
 import torch
 
 import facerestore
+from _seeded_weights import seeded_input, seeded_weights
 from facerestore.archs.codeformer import CodeFormer
 from facerestore.archs.gpen import FullGenerator
 from facerestore.archs.restoreformer import RestoreFormer
 from facerestore.archs.restoreformerpp import RestoreFormerPlusPlus
 from facerestore.models import describe
 from facerestore.models.loading import CheckpointError, build_from_state_dict, canonicalize, detect_architecture
-
-from _seeded_weights import seeded_input, seeded_weights
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official_families"
 TOLERANCE = 1e-4

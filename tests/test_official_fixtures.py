@@ -71,7 +71,7 @@ def _calls(name: str, model, inputs: dict) -> dict[str, torch.Tensor]:
     if name.startswith("RRDBNet"):
         return {"out": model(_unit(inputs["x_u8"]))}
     if name == "ParseNet":
-        return dict(zip(("out_mask", "out_img"), model(_face_tensor(inputs["face_bgr"]))))
+        return dict(zip(("out_mask", "out_img"), model(_face_tensor(inputs["face_bgr"])), strict=True))
     if name == "StyleGAN2Discriminator":
         return {"out": model(_signed(inputs["x_u8"]))}
     raise KeyError(name)

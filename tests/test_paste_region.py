@@ -18,7 +18,7 @@ def _whole_image_paste(background, faces, inverses, upscale, masks):
         out = out[:, :, None]
     alpha = out[:, :, 3:] if out.shape[2] == 4 else None
     out = out[:, :, :3]
-    for face, inv, parse_mask in zip(faces, inverses, masks):
+    for face, inv, parse_mask in zip(faces, inverses, masks, strict=True):
         inv_face = cv2.warpAffine(face, inv, (w_up, h_up))
         if parse_mask is None:
             hard, soft = align.square_paste_mask(inv, face.shape, (h_up, w_up), upscale)
@@ -42,7 +42,7 @@ def _case(rng, channels, dtype, size=64):
     img = rng.integers(0, hi + 1, shape, dtype=dtype)
     # Overlapping faces (0 and 1), one apart (2), one half outside the image (3).
     points = [((40, 40), 0.1, 0.55), ((58, 46), -0.3, 0.5), ((100, 20), 0.0, 0.3), ((112, 85), 0.7, 0.45)]
-    faces, inverses, affines = [], [], []
+    faces, affines = [], []
     for (cx, cy), angle, scale in points:
         a = cv2.getRotationMatrix2D((size / 2, size / 2), np.degrees(angle), 1 / scale)
         a[:, 2] += (size / 2 - cx, size / 2 - cy)

@@ -14,8 +14,7 @@ from facerestore.archs.arcface import ResNetArcFace
 from facerestore.archs.gfpgan import GFPGANv1Clean
 from facerestore.archs.parsenet import ParseNet
 from facerestore.archs.rrdbnet import RRDBNet
-from facerestore.models import CheckpointError, Purpose, load
-from facerestore.models import zoo
+from facerestore.models import CheckpointError, Purpose, load, zoo
 from facerestore.pipeline import batch
 from facerestore.pipeline.options import OptionsError, RestoreOptions
 from facerestore.pipeline.restorer import Restorer, landmark_batch
@@ -133,7 +132,8 @@ def test_cli_wrong_model_fails_once_before_reading_photos(shared_data, weights, 
 
 def test_descriptor_says_how_to_call_each_network(weights):
     face = load(weights["clean256"], purpose=Purpose.FACE_RESTORATION)
-    assert (face.descriptor.input_size, face.descriptor.input_range, face.descriptor.takes_noise) == (256, (-1.0, 1.0), True)
+    described = face.descriptor
+    assert (described.input_size, described.input_range, described.takes_noise) == (256, (-1.0, 1.0), True)
     up = load(weights["rrdb"])
     assert (up.descriptor.purpose, up.descriptor.scale) == (Purpose.UPSCALING, 4)
 

@@ -10,7 +10,6 @@ import torch
 
 from facerestore.pipeline.options import RestoreOptions
 from facerestore.pipeline.restorer import Restorer, auto_batch_size, half_dtype
-
 from test_restorer import BLAKE_LANDMARKS, NoDetector
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from facerestore.models import ModelDescriptor, Purpose
 from facerestore.io.images import is_grey
+from facerestore.models import ModelDescriptor, Purpose
 from facerestore.pipeline.restorer import Restorer
 from stand_ins import FixedDetector, NoDetector
 
@@ -79,8 +79,8 @@ def test_weight_blends_restored_and_input_faces(blake):
     _, none, img_none = r.enhance(blake, weight=0.0, landmarks=BLAKE_LANDMARKS)
     _, half, img_half = r.enhance(blake, weight=0.5, landmarks=BLAKE_LANDMARKS)
     assert all((f == 0).all() for f in full)
-    assert all(np.array_equal(n, c) for n, c in zip(none, crops))
-    for h, c in zip(half, crops):
+    assert all(np.array_equal(n, c) for n, c in zip(none, crops, strict=True))
+    for h, c in zip(half, crops, strict=True):
         assert np.abs(h.astype(int) - np.round(c / 2).astype(int)).max() <= 1
     # The knob reaches the output image, monotonically.
     assert img_none.mean() > img_half.mean() > img_full.mean()
@@ -127,7 +127,7 @@ def test_weight_03_restores_the_blend_of_weight_1_and_weight_0():
 def test_given_landmarks_skip_detection_and_detection_path_matches(blake):
     with_landmarks = _restorer(IdentityFaceNet()).enhance(blake, landmarks=BLAKE_LANDMARKS)
     detected = _restorer(IdentityFaceNet(), detector=FixedDetector(BLAKE_LANDMARKS)).enhance(blake)
-    for a, b in zip(with_landmarks[0], detected[0]):
+    for a, b in zip(with_landmarks[0], detected[0], strict=True):
         assert np.array_equal(a, b)
     assert np.array_equal(with_landmarks[2], detected[2])
 

@@ -25,7 +25,7 @@ def test_prior_boxes_match_direct_formula():
     h, w = 40, 70
     got = prior_boxes(h, w)
     expected = []
-    for sizes, step in zip(((16, 32), (64, 128), (256, 512)), (8, 16, 32)):
+    for sizes, step in zip(((16, 32), (64, 128), (256, 512)), (8, 16, 32), strict=True):
         for i in range(math.ceil(h / step)):
             for j in range(math.ceil(w / step)):
                 for s in sizes:
@@ -100,8 +100,8 @@ def _planted_outputs(h: int, w: int, plants: list[tuple[int, float, list[float],
     conf = torch.tensor([[0.99, 0.01]]).repeat(n, 1)
     scale = np.array([w, h] * 5, dtype=np.float64)
     for idx, score, box, points in plants:
-        l, p = _encode(np.array(box) / scale[:4], np.array(points) / scale, priors[idx].tolist())
-        loc[idx], landmarks[idx] = torch.tensor(l), torch.tensor(p)
+        box_code, points_code = _encode(np.array(box) / scale[:4], np.array(points) / scale, priors[idx].tolist())
+        loc[idx], landmarks[idx] = torch.tensor(box_code), torch.tensor(points_code)
         conf[idx] = torch.tensor([1 - score, score])
     return loc, conf, landmarks
 

@@ -24,7 +24,7 @@ pytest.importorskip("python_multipart")
 
 from facerestore.models import zoo  # noqa: E402
 from facerestore.serve import create_app  # noqa: E402
-from facerestore.serve.limits import Busy, JobLimiter  # noqa: E402
+from facerestore.serve.limits import BusyError, JobLimiter  # noqa: E402
 from serve_support import png_bytes, rss_bytes, running_server, serve_config, wait_ready, write_tiny_checkpoint  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def test_limiter_bounds_running_jobs_and_queue():
 
     results, peak, stats = asyncio.run(scenario())
     assert results.count("done") == 4 and peak == 2 and stats.peak_running == 2
-    busy = [r for r in results if isinstance(r, Busy)]
+    busy = [r for r in results if isinstance(r, BusyError)]
     assert len(busy) == 2 and all(b.retry_after >= 1 for b in busy)
     assert stats.admitted == 0 and stats.running == 0
 
@@ -77,10 +77,10 @@ def test_limiter_times_out_but_keeps_the_slot_until_the_thread_ends():
         limiter = JobLimiter(max_concurrency=1, queue_size=5, queue_timeout=0.2, job_timeout=0.2)
         release = threading.Event()
         cleaned = []
-        with pytest.raises(Busy, match="longer than"):
+        with pytest.raises(BusyError, match="longer than"):
             await limiter.run(lambda: release.wait(5), finally_=lambda: cleaned.append("slow"))
         assert cleaned == [] and limiter.stats.running == 1  # still working: its files stay, its slot too
-        with pytest.raises(Busy, match="free slot"):
+        with pytest.raises(BusyError, match="free slot"):
             await limiter.run(lambda: "never", finally_=lambda: cleaned.append("queued"))
         assert cleaned == ["queued"]  # never ran: cleaned up at once
         release.set()
@@ -100,11 +100,11 @@ def test_limiter_bounds_uploads_apart_from_the_queue():
         limiter = JobLimiter(max_concurrency=1, queue_size=0, queue_timeout=1, job_timeout=1, max_uploads=2)
         async with limiter.receiving(), limiter.receiving():
             assert limiter.stats.uploading == 2 and limiter.stats.admitted == 0
-            with pytest.raises(Busy, match="uploads"):
+            with pytest.raises(BusyError, match="uploads"):
                 async with limiter.receiving():
                     pass
             async with limiter.admit():  # a place in the queue is another matter
-                with pytest.raises(Busy, match="busy"):
+                with pytest.raises(BusyError, match="busy"):
                     limiter.check_room()
         assert limiter.stats.uploading == 0 and limiter.stats.peak_uploading == 2
         limiter.shutdown()
@@ -176,15 +176,15 @@ def test_burst_concurrency_queue_503_and_bounded_memory(checkpoint, tmp_path):
         assert _post(base, image)[0] == 200  # warm up before measuring memory
         rss_before = rss_bytes()
         outcomes = []
-        for burst in range(3):
+        for _ in range(3):
             barrier = threading.Barrier(8)
             results: list = []
 
-            def client():
+            def client(barrier: threading.Barrier, results: list) -> None:
                 barrier.wait()
                 results.append(_post(base, image, {"upscale": "2"}))
 
-            threads = [threading.Thread(target=client) for _ in range(8)]
+            threads = [threading.Thread(target=client, args=(barrier, results)) for _ in range(8)]
             start = time.perf_counter()
             for t in threads:
                 t.start()

@@ -16,9 +16,7 @@ import pytest
 from facerestore import cli
 from facerestore.models import zoo
 from facerestore.pipeline.options import OptionsError, RestoreOptions
-from facerestore.pipeline.shard import (Shard, already_complete, merge_summaries, parse_shard, shard_from_env,
-                                        take_shard)
-
+from facerestore.pipeline.shard import Shard, already_complete, merge_summaries, parse_shard, shard_from_env, take_shard
 
 
 def _photos(folder: Path, n: int) -> list[Path]:

@@ -6,9 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from facerestore.metrics import compare_flicker, flicker_score
-
 from _metric_images import synthetic_gt
+from facerestore.metrics import compare_flicker, flicker_score
 
 
 def _track(jitter: int, frames: int = 12, seed: int = 0) -> list[np.ndarray]:

@@ -5,12 +5,11 @@ import shutil
 
 import cv2
 import numpy as np
-import pytest
 
 from facerestore import cli
+from facerestore.face.align import FFHQ_TEMPLATE_512
 from facerestore.train.components import boxes_from_landmarks
 from facerestore.train.dataset import TEMPLATE_COMPONENTS_512, component_locations, load_component_file
-from facerestore.face.align import FFHQ_TEMPLATE_512
 
 
 def test_template_landmarks_give_the_template_boxes():

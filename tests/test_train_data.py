@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from facerestore.train import degradations as deg
-from facerestore.train.dataset import (EpochSampler, FFHQDataConfig, FFHQDegradationDataset, component_locations,
-                                       load_component_file, save_component_file, seeded_globals)
+from facerestore.train.dataset import (
+    EpochSampler,
+    FFHQDataConfig,
+    FFHQDegradationDataset,
+    component_locations,
+    load_component_file,
+    save_component_file,
+    seeded_globals,
+)
 
 
 def make_faces(folder, n=3, size=64):
@@ -141,7 +148,7 @@ def test_workers_give_the_same_batches(tmp_path):
     for workers in (0, 2):
         loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=EpochSampler(4, seed=1), num_workers=workers)
         batches.append([b["lq"] for b in loader])
-    assert all(torch.equal(a, b) for a, b in zip(*batches))
+    assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
 
 
 def test_lmdb_backend(tmp_path):

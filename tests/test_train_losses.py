@@ -6,7 +6,7 @@ import torch
 
 from facerestore.archs.gfpgan import GFPGANv1
 from facerestore.archs.vgg import VGG19, VGGFeatureExtractor, vgg19_layer_names
-from facerestore.train import losses as L
+from facerestore.train import losses
 from facerestore.train.roi_align import roi_align
 
 
@@ -78,41 +78,42 @@ def test_roi_align_is_exact_on_known_values_and_differentiable():
 
 def test_loss_terms():
     a, b = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
-    assert L.l1(a, b, 0.1).item() == pytest.approx(0.1)
+    assert losses.l1(a, b, 0.1).item() == pytest.approx(0.1)
     x = torch.randn(2, 4, 3, 5)
-    g = L.gram_matrix(x)
+    g = losses.gram_matrix(x)
     assert torch.allclose(g[1], x[1].reshape(4, -1) @ x[1].reshape(4, -1).T / 60)
     pred = torch.tensor([[0.3], [-1.2]])
-    assert L.gan_loss(pred, True, "wgan_softplus", 0.1).item() == pytest.approx(
+    assert losses.gan_loss(pred, True, "wgan_softplus", 0.1).item() == pytest.approx(
         0.1 * torch.nn.functional.softplus(-pred).mean().item())
-    assert L.gan_loss(pred, False, "wgan_softplus", 0.1, is_disc=True).item() == pytest.approx(
+    assert losses.gan_loss(pred, False, "wgan_softplus", 0.1, is_disc=True).item() == pytest.approx(
         torch.nn.functional.softplus(pred).mean().item())  # no weight for discriminators
-    assert L.gan_loss(pred, True, "vanilla").item() == pytest.approx(-torch.nn.functional.logsigmoid(pred).mean().item())
+    assert losses.gan_loss(pred, True, "vanilla").item() == pytest.approx(
+        -torch.nn.functional.logsigmoid(pred).mean().item())
     rgbs = [torch.zeros(1, 3, s, s) for s in (8, 16, 32)]
-    terms = L.pyramid_losses(rgbs, torch.ones(1, 3, 32, 32), 2.0)
+    terms = losses.pyramid_losses(rgbs, torch.ones(1, 3, 32, 32), 2.0)
     assert list(terms) == ["l_p_8", "l_p_16", "l_p_32"] and all(v.item() == pytest.approx(2.0) for v in terms.values())
     # R1 of D(x) = sum(w * x^2) is mean_b sum (2 w x)^2
     w = torch.rand(1, 2, 3, 3)
     img = torch.rand(2, 2, 3, 3, requires_grad=True)
-    r1 = L.r1_penalty((w * img**2).flatten(1).sum(1), img)
+    r1 = losses.r1_penalty((w * img**2).flatten(1).sum(1), img)
     assert torch.allclose(r1, ((2 * w * img) ** 2).flatten(1).sum(1).mean())
     r1.backward()  # twice differentiable
     feats = [torch.rand(1, 4, 6, 6), torch.rand(1, 8, 3, 3)]
-    assert L.component_style_loss(feats, feats).item() == 0
+    assert losses.component_style_loss(feats, feats).item() == 0
 
 
 def test_identity_input_is_grey_128():
     seen = []
     net = lambda t: seen.append(t.shape) or t.mean((2, 3))  # noqa: E731
     out = torch.rand(2, 3, 64, 64) * 2 - 1
-    L.identity_loss(net, out, out, 10.0)
+    losses.identity_loss(net, out, out, 10.0)
     assert seen == [(2, 1, 128, 128), (2, 1, 128, 128)]
 
 
 def test_ema_update():
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     wa, wb = a.weight.detach().clone(), b.weight.detach().clone()
-    L.ema_update(a, b, 0.9)
+    losses.ema_update(a, b, 0.9)
     assert torch.allclose(a.weight, 0.9 * wa + 0.1 * wb)
 
 
@@ -154,13 +155,13 @@ def test_generator_gradients_match_finite_differences():
     loss().backward()
     g = torch.Generator().manual_seed(1)
     dirs = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
-    analytic = sum((p.grad * d).sum() for p, d in zip(params, dirs) if p.grad is not None)
+    analytic = sum((p.grad * d).sum() for p, d in zip(params, dirs, strict=True) if p.grad is not None)
     eps = 1e-6
     with torch.no_grad():
-        for p, d in zip(params, dirs):
+        for p, d in zip(params, dirs, strict=True):
             p.add_(eps * d)
         up = loss()
-        for p, d in zip(params, dirs):
+        for p, d in zip(params, dirs, strict=True):
             p.sub_(2 * eps * d)
         down = loss()
     numeric = (up - down) / (2 * eps)

@@ -1,7 +1,7 @@
 """The trainer: option files, setup refusals, a tiny run with every loss, resume, torchrun, checkpoints."""
 import copy
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

@@ -136,8 +136,8 @@ class TemplateDetector:
         # refine to sub-pixel with a parabola through the neighbours of the peak
         dx = dy = 0.0
         if 0 < x < score.shape[1] - 1:
-            l, c, r = score[y, x - 1], score[y, x], score[y, x + 1]
-            dx = 0.5 * (l - r) / (l - 2 * c + r) if (l - 2 * c + r) != 0 else 0.0
+            left, c, r = score[y, x - 1], score[y, x], score[y, x + 1]
+            dx = 0.5 * (left - r) / (left - 2 * c + r) if (left - 2 * c + r) != 0 else 0.0
         if 0 < y < score.shape[0] - 1:
             u, c, d = score[y - 1, x], score[y, x], score[y + 1, x]
             dy = 0.5 * (u - d) / (u - 2 * c + d) if (u - 2 * c + d) != 0 else 0.0
@@ -180,7 +180,7 @@ def flicker(tracks: list[list[np.ndarray]]) -> float:
         from facerestore.metrics.temporal import flicker_score
     except ImportError:
         changes = [np.abs(b.astype(np.float64) - a.astype(np.float64)).mean()
-                   for track in tracks for a, b in zip(track, track[1:])]
+                   for track in tracks for a, b in zip(track, track[1:], strict=False)]
         return float(np.mean(changes))
     return flicker_score(tracks)
 
@@ -243,8 +243,8 @@ def test_batched_frames_give_the_pixels_of_enhance(clips, face, tiny_checkpoint)
 
     faces = [[TrackedFace(0, face_landmarks(*path_at(i)), True)] for i in range(3)]
     batched = restore_frames(r, frames, faces, 0.5)
-    single = [restore_frames(r, [f], [fs], 0.5)[0] for f, fs in zip(frames, faces)]
-    for a, b in zip(batched, single):
+    single = [restore_frames(r, [f], [fs], 0.5)[0] for f, fs in zip(frames, faces, strict=True)]
+    for a, b in zip(batched, single, strict=True):
         assert a.shape == b.shape == (2 * H, 2 * W, 3)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
@@ -255,7 +255,7 @@ def test_short_misses_keep_the_face_and_its_identity(clips, face, tiny_checkpoin
         r = restorer_with(tiny_checkpoint, TemplateDetector(face, miss={5, 6, 7}), batch_size=4)
         faces = []
         summary = r.enhance_video(clips["plain"], tmp_path / f"m{smooth}.mp4", smooth=smooth,
-                                  on_faces=lambda i, fs: faces.append([f.track_id for f in fs]))
+                                  on_faces=lambda i, fs, faces=faces: faces.append([f.track_id for f in fs]))
         seen[smooth] = faces
         assert summary.faces_tracked == 1
     assert all(ids == [0] for ids in seen[True])  # carried through the misses by optical flow

@@ -101,7 +101,7 @@ class ListDetector:
 def test_two_faces_keep_their_identities():
     a = [(20 + 3 * i, 40.0) for i in range(12)]
     b = [(220 - 3 * i, 120.0) for i in range(12)]
-    tracker = FaceTracker(ListDetector([[p, q] for p, q in zip(a, b)]), TrackerSettings(smooth=False))
+    tracker = FaceTracker(ListDetector([[p, q] for p, q in zip(a, b, strict=True)]), TrackerSettings(smooth=False))
     ids_at = {}
     for i in range(12):
         for face in tracker.update(_scene([a[i], b[i]]), i / FPS):

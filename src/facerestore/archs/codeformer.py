@@ -18,7 +18,7 @@ constructor arguments.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,13 +100,15 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _blocks_module(blocks: list[nn.Module]) -> nn.Module:
-    holder = nn.Module()
-    holder.blocks = nn.ModuleList(blocks)
-    return holder
+class Blocks(nn.Module):
+    """The official encoder / generator container: its layers, run in turn, as ``blocks.{i}``."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
 
 
-def build_encoder() -> nn.Module:
+def build_encoder() -> Blocks:
     """``encoder.blocks``: conv, per level residual blocks (+ attention at 16) and a downsample,
     then residual / attention / residual, GroupNorm and a conv to the 256-d codes (no swish)."""
     blocks: list[nn.Module] = [nn.Conv2d(3, NF, 3, 1, 1)]
@@ -121,10 +123,10 @@ def build_encoder() -> nn.Module:
             blocks.append(Downsample(ch))
             res //= 2
     blocks += [ResBlock(ch, ch), AttnBlock(ch), ResBlock(ch, ch), group_norm(ch), nn.Conv2d(ch, EMB_DIM, 3, 1, 1)]
-    return _blocks_module(blocks)
+    return Blocks(blocks)
 
 
-def build_generator() -> nn.Module:
+def build_generator() -> Blocks:
     """``generator.blocks``: the encoder's mirror, ending in GroupNorm and a conv to RGB (no swish)."""
     ch = NF * CH_MULT[-1]
     res = IMG_SIZE // 2 ** (len(CH_MULT) - 1)
@@ -139,7 +141,7 @@ def build_generator() -> nn.Module:
             blocks.append(Upsample(ch))
             res *= 2
     blocks += [group_norm(ch), nn.Conv2d(ch, 3, 3, 1, 1)]
-    return _blocks_module(blocks)
+    return Blocks(blocks)
 
 
 class Codebook(nn.Module):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,15 @@ from torch.nn import functional as F
 
 from .discriminators import ConvLayer, ResBlock
 from .ops import FusedLeakyReLU, add_into, fast_layout
-from .stylegan2 import (EqualConv2d, EqualLinear, ScaledLeakyReLU, StyleGAN2Generator, StyleGAN2GeneratorBilinear,
-                        StyleGAN2GeneratorClean, stylegan_channels)
+from .stylegan2 import (
+    EqualConv2d,
+    EqualLinear,
+    ScaledLeakyReLU,
+    StyleGAN2Generator,
+    StyleGAN2GeneratorBilinear,
+    StyleGAN2GeneratorClean,
+    stylegan_channels,
+)
 
 
 # ----------------------------------------------------------------------------- clean layers

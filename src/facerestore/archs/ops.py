@@ -7,6 +7,8 @@ literal definition, kept beside the fast path for tests.
 """
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -79,7 +81,8 @@ def records_grad(*tensors: Tensor | float) -> bool:
 # made through a view (the SFT's half of the channels).
 # ``x`` must be a fresh tensor that nothing else reads (a conv output, a sum just made).
 def _may_overwrite(*tensors: Tensor | float) -> bool:
-    return not records_grad(*tensors) and not torch.jit.is_tracing()
+    # torch.jit.is_tracing is public API that torch.jit's __all__ leaves out
+    return not records_grad(*tensors) and not torch.jit.is_tracing()  # pyright: ignore[reportPrivateImportUsage]
 
 
 def add_into(x: Tensor, other: Tensor) -> Tensor:
@@ -120,6 +123,12 @@ def fast_layout(x: Tensor, enabled: bool) -> Tensor:
     return x
 
 
+class _LayoutSwitch(Protocol):
+    """A network with the class-level ``channels_last = False`` switch (GFPGAN, RRDBNet, ...)."""
+
+    channels_last: bool
+
+
 def use_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Opt in (or out) to channels-last activations on CPU for every network inside ``model``.
 
@@ -135,7 +144,7 @@ def use_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
     """
     for module in model.modules():
         if hasattr(type(module), "channels_last"):
-            module.channels_last = enabled
+            cast(_LayoutSwitch, module).channels_last = enabled
     return model
 
 

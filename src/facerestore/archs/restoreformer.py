@@ -14,7 +14,8 @@ constructor rejects such configurations.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -128,23 +129,27 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _level(blocks: list[nn.Module], attns: list[nn.Module], **resample: nn.Module) -> nn.Module:
+class _Level(nn.Module):
     """One resolution level, named as the official ``down.{i}`` / ``up.{i}`` containers
     (``resample`` is ``downsample=...`` or ``upsample=...``, absent on the last level)."""
-    level = nn.Module()
-    level.block = nn.ModuleList(blocks)
-    level.attn = nn.ModuleList(attns)
-    for name, module in resample.items():
-        level.add_module(name, module)
-    return level
+
+    downsample: Downsample  # registered only where given (see hasattr in the forwards)
+    upsample: Upsample
+
+    def __init__(self, blocks: list[nn.Module], attns: list[nn.Module], **resample: nn.Module) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        self.attn = nn.ModuleList(attns)
+        for name, module in resample.items():
+            self.add_module(name, module)
 
 
-def _middle(channels: int, head_size: int, dropout: float) -> nn.Module:
-    mid = nn.Module()
-    mid.block_1 = ResnetBlock(channels, channels, dropout)
-    mid.attn_1 = MultiHeadAttnBlock(channels, head_size)
-    mid.block_2 = ResnetBlock(channels, channels, dropout)
-    return mid
+class _Middle(nn.Module):
+    def __init__(self, channels: int, head_size: int, dropout: float) -> None:
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels, dropout)
+        self.attn_1 = MultiHeadAttnBlock(channels, head_size)
+        self.block_2 = ResnetBlock(channels, channels, dropout)
 
 
 class MultiHeadEncoder(nn.Module):
@@ -167,8 +172,8 @@ class MultiHeadEncoder(nn.Module):
                 if i in attn_levels:
                     attns.append(MultiHeadAttnBlock(block_in, head_size))
             last = i == len(ch_mult) - 1
-            self.down.append(_level(blocks, attns, **({} if last else {"downsample": Downsample(block_in)})))
-        self.mid = _middle(block_in, head_size, dropout) if enable_mid else None
+            self.down.append(_Level(blocks, attns, **({} if last else {"downsample": Downsample(block_in)})))
+        self.mid = _Middle(block_in, head_size, dropout) if enable_mid else None
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, z_out, 3, 1, 1)
 
@@ -178,6 +183,7 @@ class MultiHeadEncoder(nn.Module):
         h = self.conv_in(x)
         skips: dict[str | int, torch.Tensor] = {}
         for i, level in enumerate(self.down):
+            level = cast(_Level, level)  # what __init__ put in the list
             for j, block in enumerate(level.block):
                 h = block(h)
                 if len(level.attn):
@@ -203,7 +209,7 @@ class MultiHeadDecoderTransformer(nn.Module):
         super().__init__()
         block_in = ch * ch_mult[-1]
         self.conv_in = nn.Conv2d(z_channels, block_in, 3, 1, 1)
-        self.mid = _middle(block_in, head_size, dropout) if enable_mid else None
+        self.mid = _Middle(block_in, head_size, dropout) if enable_mid else None
         levels = []
         for i in reversed(range(len(ch_mult))):
             blocks, attns = [], []
@@ -212,7 +218,7 @@ class MultiHeadDecoderTransformer(nn.Module):
                 block_in = ch * ch_mult[i]
                 if i in attn_levels:
                     attns.append(MultiHeadAttnBlock(block_in, head_size))
-            levels.insert(0, _level(blocks, attns, **({"upsample": Upsample(block_in)} if i else {})))
+            levels.insert(0, _Level(blocks, attns, **({"upsample": Upsample(block_in)} if i else {})))
         self.up = nn.ModuleList(levels)  # up[0] is the full-resolution level, run last
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, 1, 1)
@@ -223,7 +229,7 @@ class MultiHeadDecoderTransformer(nn.Module):
             h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h), skips["mid"]))
         lowest = len(self.up) - 1
         for i in reversed(range(len(self.up))):
-            level = self.up[i]
+            level = cast(_Level, self.up[i])  # what __init__ put in the list
             for j, block in enumerate(level.block):
                 h = block(h)
                 if len(level.attn):
@@ -293,7 +299,7 @@ class RestoreFormer(nn.Module):
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
 
-        frozen = [self.encoder] if fix_encoder else []
+        frozen: list[nn.Module] = [self.encoder] if fix_encoder else []
         if fix_decoder:
             frozen += [self.decoder, self.post_quant_conv, self.quantize]
         elif fix_codebook:

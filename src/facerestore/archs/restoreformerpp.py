@@ -9,7 +9,7 @@ its queries there coming from the encoder's 32x32 output (the degraded face at t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .restoreformer import RestoreFormer
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -92,6 +93,8 @@ class UpFirDn(nn.Module):
     dict, matching the basicsr / GFPGAN checkpoints, which do not store it. GPEN's checkpoints do
     store it (``persistent=True``), and then the stored kernel is the one used.
     """
+
+    kernel: Tensor  # a registered buffer
 
     def __init__(self, taps: Sequence[float], up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),
                  gain: float = 1, persistent: bool = False):
@@ -302,6 +305,14 @@ class ConstantInput(nn.Module):
 
 
 # ----------------------------------------------------------------------------- generator
+class _LayerSettings(TypedDict):
+    """What every style conv and to-RGB layer of one generator shares."""
+
+    equalized: bool
+    resample_kernel: Sequence[float] | None
+    interpolation_mode: str
+
+
 class _StyleGAN2Base(nn.Module):
     """Mapping MLP + synthesis network; the public subclasses fix ``equalized``/``resample_kernel``."""
 
@@ -317,7 +328,8 @@ class _StyleGAN2Base(nn.Module):
         self.sft_half = sft_half
         self.style_mlp = self._make_style_mlp(num_style_feat, num_mlp, lr_mlp, equalized)
         self.channels = channels = stylegan_channels(channel_multiplier, narrow)
-        layer = dict(equalized=equalized, resample_kernel=resample_kernel, interpolation_mode=interpolation_mode)
+        layer = _LayerSettings(equalized=equalized, resample_kernel=resample_kernel,
+                               interpolation_mode=interpolation_mode)
 
         self.constant_input = ConstantInput(channels[4], size=4)
         self.style_conv1 = StyleConv(channels[4], channels[4], 3, num_style_feat, **layer)
@@ -377,7 +389,8 @@ class _StyleGAN2Base(nn.Module):
         return torch.cat([styles[0].unsqueeze(1).repeat(1, inject_index, 1),
                           styles[1].unsqueeze(1).repeat(1, self.num_latent - inject_index, 1)], 1)
 
-    def forward(self, styles: list[Tensor], input_is_latent: bool = False, noise: list[Tensor] | None = None,
+    def forward(self, styles: list[Tensor], input_is_latent: bool = False,
+                noise: Sequence[Tensor | None] | None = None,
                 randomize_noise: bool = True, truncation: float = 1, truncation_latent: Tensor | None = None,
                 inject_index: int | None = None, return_latents: bool = False,
                 conditions: list[Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
@@ -401,6 +414,8 @@ class _StyleGAN2Base(nn.Module):
             noise = ([None] * self.num_layers if randomize_noise else
                      [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)])
         if truncation < 1:
+            if truncation_latent is None:
+                raise ValueError("truncation < 1 needs a truncation_latent (e.g. mean_latent(4096))")
             styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
         latent = self._latent(styles, inject_index)
         conditions = conditions or []

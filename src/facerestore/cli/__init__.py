@@ -9,7 +9,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # subcommand -> module; add a front-end by adding a line here.
 COMMANDS = {
@@ -54,7 +54,7 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     ("(default: None)") and to help that already states its default.
     """
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = action.help or ""
         # `is`, not `in`: a default of 1 or 0 equals True/False and must still be shown.
         if (any(action.default is v for v in (None, False, True, argparse.SUPPRESS)) or action.nargs == 0

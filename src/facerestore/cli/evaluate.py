@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import DefaultsHelpFormatter
 from ..metrics.evaluate import ALL_METRICS, DEFAULT_METRICS, NOT_IMPLEMENTED
+from . import DefaultsHelpFormatter
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,8 +57,14 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics.evaluate import (EvalOptions, EvaluationError, evaluate_folders, format_table, result_dict,
-                           write_json_atomic)
+    from ..metrics.evaluate import (
+        EvalOptions,
+        EvaluationError,
+        evaluate_folders,
+        format_table,
+        result_dict,
+        write_json_atomic,
+    )
 
     opts = EvalOptions(metrics=tuple(args.metrics.split(",")), crop_border=args.crop_border,
                        test_y_channel=args.y_channel, correct_mean_std=args.correct_mean_std,

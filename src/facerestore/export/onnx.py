@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,7 +137,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, size: int | None =
     with atomic_path(path, suffix=".onnx") as tmp:
         with warnings.catch_warnings():
             # the tracer notes each Python branch on a shape; the batch of two picks the general path
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # (torch.jit.TracerWarning is public API that torch.jit's __all__ leaves out)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # pyright: ignore[reportPrivateImportUsage]
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             with torch.no_grad():
@@ -170,7 +172,7 @@ class OnnxRuntimeModel(nn.Module):
         self._session = onnx_session(onnx, threads)
 
     @classmethod
-    def from_module(cls, model: nn.Module, threads: int | None = None, size: int | None = None) -> "OnnxRuntimeModel":
+    def from_module(cls, model: nn.Module, threads: int | None = None, size: int | None = None) -> OnnxRuntimeModel:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="facerestore-onnx-") as tmp:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["StagedFiles", "atomic_path", "atomic_write_bytes", "atomic_write_text", "temporary_path"]
 
@@ -128,7 +128,7 @@ class StagedFiles:
                 tmp.unlink()
         self._staged.clear()
 
-    def __enter__(self) -> "StagedFiles":
+    def __enter__(self) -> StagedFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -71,9 +71,10 @@ import os
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -308,7 +309,8 @@ def _describe_decode_error(exc: BaseException) -> str:
 def _tile_rawmode(im: Image.Image) -> str:
     """The raw pixel layout Pillow will decode from ("RGB;16B", ...), or "" if unknown."""
     try:
-        args = im.tile[0].args if im.tile else None
+        tile = getattr(im, "tile", None)  # set by the file plug-ins (ImageFile), not on every Image
+        args = tile[0].args if tile else None
     except (AttributeError, IndexError):
         return ""
     if isinstance(args, str):
@@ -353,11 +355,11 @@ def _pillow_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     """Decoded Pillow image -> (array in L, LA, RGB or RGBA channel order, is_grey)."""
     mode = im.mode
     if mode == "F":
-        raise _Unsupported(_FLOAT_TIFF if im.format == "TIFF" else _FLOAT_IMAGE)
+        raise _UnsupportedError(_FLOAT_TIFF if im.format == "TIFF" else _FLOAT_IMAGE)
     if mode == "I" or mode.startswith("I;16"):
         a = np.asarray(im)
         if mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):  # some TIFF writers
-            raise _Unsupported("32-bit integer images are not supported")  # use "I" for 16-bit data
+            raise _UnsupportedError("32-bit integer images are not supported")  # use "I" for 16-bit data
         a = a.astype(np.uint16)  # native byte order ("I;16B" is big-endian)
         key = im.info.get("transparency")  # 16-bit grey PNG with a tRNS colour key
         if isinstance(key, int):
@@ -374,7 +376,7 @@ def _pillow_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     return np.asarray(im), target in ("L", "LA")
 
 
-class _Unsupported(Exception):
+class _UnsupportedError(Exception):
     """Internal: a readable file holding data we do not handle; the message is user-facing."""
 
 
@@ -457,7 +459,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             return _read_open_file(f, path, max_pixels, size)
     except ImageReadError:
         raise
-    except _Unsupported as exc:
+    except _UnsupportedError as exc:
         raise ImageReadError(path, str(exc)) from None
     except PermissionError:
         raise ImageReadError(path, "permission denied") from None

@@ -12,18 +12,19 @@ WebM) is held to its video's duration instead: frames that stop well short of it
 """
 from __future__ import annotations
 
-import errno
 import math
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    import av
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 __all__ = [
     "VIDEO_EXTENSIONS", "VideoError", "VideoReadError", "VideoWriteError", "VideoInfo", "VideoFrame",
@@ -65,6 +66,8 @@ def require_av():
     """The ``av`` module, or an ImportError saying how to install it."""
     try:
         import av
+        import av.error  # both already loaded by av; named here so that type checkers know them
+        import av.stream
     except ImportError:
         raise ImportError('video needs PyAV: pip install "facerestore[video]" (or pip install av)') from None
     return av
@@ -452,32 +455,43 @@ class VideoWriter:
         self.audio_packets = 0
         self._audio_in = None
         self._pending = None  # the next audio packet, read but not yet muxed
+        self._out: OutputContainer | None = None
+        self._video: VideoStream
         try:
-            self._out = av.open(str(self.path), "w", format=fmt)
+            self._out = out = av.open(str(self.path), "w", format=fmt)
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoWriteError(self.name, f"cannot create it: {_reason(exc)}") from None
         try:
-            self._add_video(av, width, height)
+            self._add_video(width, height)
             if copy_audio and source.audio:
                 self._add_audio()
         except BaseException:
-            self._out.close()
+            out.close()
             self._close_audio()
             raise
 
-    def _add_video(self, av, width: int, height: int) -> None:
+    def _opened(self) -> OutputContainer:
+        if self._out is None:
+            raise VideoWriteError(self.name, "the writer is already closed")
+        return self._out
+
+    def _add_video(self, width: int, height: int) -> None:
+        av = require_av()
         s = self.settings
         try:
-            codec = av.codec.Codec(s.encoder, "w").canonical_name
+            codec = av.Codec(s.encoder, "w").canonical_name
         except (av.error.FFmpegError, ValueError) as exc:
             raise VideoWriteError(self.name, f"the encoder '{s.encoder}' is not available: {_reason(exc)}") from None
-        if codec not in self._out.supported_codecs:
+        out = self._opened()
+        if codec not in out.supported_codecs:
             raise VideoWriteError(self.name, f"a {self.name.suffix} file cannot hold {codec} video; choose another "
                                              f"codec (webm takes vp9 or av1) or container (mp4, mkv)")
         try:
-            stream = self._out.add_stream(s.encoder, rate=self.source.rate, options=s.encoder_options())
+            stream = out.add_stream(s.encoder, rate=self.source.rate, options=s.encoder_options())
         except (av.error.FFmpegError, ValueError) as exc:
             raise VideoWriteError(self.name, f"the encoder '{s.encoder}' is not available: {_reason(exc)}") from None
+        if not isinstance(stream, av.VideoStream):  # an audio or subtitle encoder's name
+            raise VideoWriteError(self.name, f"'{s.encoder}' is not a video encoder")
         stream.width, stream.height, stream.pix_fmt = width, height, s.pix_fmt
         stream.time_base = self.source.time_base
         stream.codec_context.time_base = self.source.time_base
@@ -492,7 +506,8 @@ class VideoWriter:
             if supported is not None and name not in supported:
                 raise VideoWriteError(self.name, f"its container cannot hold the {name} audio of the source; "
                                                  f"choose another container (mkv holds any audio)")
-        self._audio_map = {s.index: self._out.add_stream_from_template(s) for s in in_streams}
+        out = self._opened()
+        self._audio_map = {s.index: out.add_stream_from_template(s) for s in in_streams}
         # Where each stream's audio should end (its header's duration): audio that stops well short
         # of it was cut off (a truncated file), even when the demuxer reports no error.
         self._audio_end = {s.index: (float((s.start_time or 0) * s.time_base), float(s.duration * s.time_base))
@@ -534,7 +549,7 @@ class VideoWriter:
     def _mux(self, packet) -> None:
         av = require_av()
         try:
-            self._out.mux(packet)
+            self._opened().mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoWriteError(self.name, f"writing failed: {_reason(exc)}") from None
 
@@ -583,7 +598,7 @@ class VideoWriter:
             self._audio_in.close()
             self._audio_in = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:

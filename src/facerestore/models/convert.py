@@ -23,8 +23,8 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import torch
 from torch import Tensor

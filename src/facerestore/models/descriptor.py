@@ -17,9 +17,9 @@ from torch import nn
 
 from ..archs.arcface import ResNetArcFace
 from ..archs.codeformer import CodeFormer
-from ..archs.gpen import FullGenerator
 from ..archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
 from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
+from ..archs.gpen import FullGenerator
 from ..archs.parsenet import ParseNet
 from ..archs.restoreformer import RestoreFormer
 from ..archs.retinaface import RetinaFace
@@ -71,7 +71,7 @@ class ModelDescriptor:
         return f"{self.architecture} ({self.purpose.value}{scale}{size})"
 
 
-def _gfpgan_size(model: nn.Module) -> int:
+def _gfpgan_size(model: GFPGANv1Clean | GFPGANBilinear | GFPGANv1) -> int:
     return 2 ** int(model.log_size)
 
 

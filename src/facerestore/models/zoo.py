@@ -8,15 +8,15 @@ look where users of the official tools already keep the same files.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..io.atomic import atomic_path, atomic_write_text
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def check_output_size(path: Path, options: RestoreOptions) -> None:
 
 
 def restore_file(restorer, path: Path, out_dir: Path, options: RestoreOptions, *, stem: str | None = None,
-                 protected: set[Path] = frozenset()) -> FileResult:
+                 protected: Collection[Path] = frozenset()) -> FileResult:
     """Restore one file and write its outputs together. Raises on failure; then nothing of this
     file was written and earlier results under the same names are untouched."""
     read = read_file(path, options)
@@ -163,7 +163,7 @@ def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, 
             record.outputs = {kind: targets[kind][record.index] for kind in ("cropped_faces", "restored_faces", "cmp")}
     images: list[tuple[Path, np.ndarray]] = []
     if options.save_faces:
-        for i, (crop, face) in enumerate(zip(cropped, restored)):
+        for i, (crop, face) in enumerate(zip(cropped, restored, strict=True)):
             images.append((targets["cropped_faces"][i], crop))
             images.append((targets["restored_faces"][i], face))
             images.append((targets["cmp"][i], np.concatenate([crop, face], axis=1)))
@@ -175,7 +175,7 @@ def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, 
 
 
 def write_outputs(result: FileResult, images: list[tuple[Path, np.ndarray]], seconds: float, out_dir: Path,
-                  protected: set[Path] = frozenset()) -> FileResult:
+                  protected: Collection[Path] = frozenset()) -> FileResult:
     """Encode and write a file's outputs together (staged, then renamed into place at once)."""
     start = time.perf_counter()
     for target, _ in images:
@@ -218,7 +218,7 @@ def _restore_together(restorer, reads: list[_Read], options: RestoreOptions) -> 
     except Exception:
         return {}
     share = (time.perf_counter() - start) / len(reads)
-    return {id(r): (res, share) for r, res in zip(reads, results)}
+    return {id(r): (res, share) for r, res in zip(reads, results, strict=True)}
 
 
 def _failed(path: Path, exc: BaseException) -> FileResult:
@@ -242,7 +242,7 @@ class _BatchRun:
     """
 
     def __init__(self, files: list[Path], out_dir: Path, options: RestoreOptions, restorer,
-                 summary: BatchSummary, *, stems: dict[Path, str], protected: set[Path], overlap: bool,
+                 summary: BatchSummary, *, stems: dict[Path, str], protected: Collection[Path], overlap: bool,
                  on_note: NoteCallback | None, on_file: Callable[[FileResult], None] | None) -> None:
         self.files, self.out_dir, self.options, self.restorer = files, out_dir, options, restorer
         self.summary, self.stems, self.protected, self.overlap = summary, stems, protected, overlap
@@ -251,6 +251,11 @@ class _BatchRun:
         self.pool: ThreadPoolExecutor | None = None
         self.reads: dict[int, Future] = {}  # input index -> its decode, started ahead
         self.writing: tuple[Path, Future] | None = None  # the previous file's write, still going
+
+    def _running_pool(self) -> ThreadPoolExecutor:
+        if self.pool is None:
+            raise RuntimeError("the batch's thread pool exists only while run() runs")
+        return self.pool
 
     def run(self, progress: Callable[[Iterable[Path]], Iterable[Path]] | None) -> None:
         """Every file, in order; Ctrl-C stops after the current file (summary.interrupted)."""
@@ -291,7 +296,7 @@ class _BatchRun:
             return
         for j in range(low, min(high, len(self.files))):
             if j not in self.reads:
-                self.reads[j] = self.pool.submit(read_file, self.files[j], self.options)
+                self.reads[j] = self._running_pool().submit(read_file, self.files[j], self.options)
 
     def _read(self, i: int, path: Path) -> _Read | BaseException:
         """File ``i``'s decode: the one read ahead, or read now (no overlap, or a progress
@@ -331,7 +336,8 @@ class _BatchRun:
                      seconds: float) -> None:
         """Record the previous file, then start writing this one's outputs (at once without overlap)."""
         self.finish_write()
-        self.writing = (path, self.pool.submit(write_outputs, result, images, seconds, self.out_dir, self.protected))
+        writing = self._running_pool().submit(write_outputs, result, images, seconds, self.out_dir, self.protected)
+        self.writing = (path, writing)
         if not self.overlap:
             self.finish_write()
 

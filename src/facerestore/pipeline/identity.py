@@ -9,7 +9,8 @@ truth on synthetic data. Both faces are the aligned crops, so no further alignme
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -65,7 +66,7 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
+def load_identity_scorer(choice: str | Path | nn.Module | None, device: str | torch.device = "cpu", *,
                          allow_download: bool = True, needed: bool = False,
                          on_note: Callable[[str], None] | None = None) -> IdentityScorer | None:
     """The scorer an ``identity_model`` option asks for.
@@ -85,7 +86,8 @@ def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
     if choice is None:  # "none" became None in RestoreOptions.validate
         return None
     if isinstance(choice, str) and choice.lower() == "auto":
-        found = zoo.locate(zoo.find_entry("arcface-resnet18"))
+        entry = zoo.find_entry("arcface-resnet18")
+        found = zoo.locate(entry) if entry is not None else None
         if found is None:
             if needed:
                 note(UNAVAILABLE_NOTE)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from ..io.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .results import BatchSummary, FileResult
     from .options import RestoreOptions
+    from .results import BatchSummary, FileResult
 
 __all__ = ["SCHEMA_ID", "build_report", "face_entry", "write_report", "file_sha256", "versions"]
 
@@ -49,7 +49,9 @@ def _read_cache(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def file_sha256(path: str | Path, *, cache: bool = True) -> str:
@@ -133,7 +135,7 @@ def face_entry(record: Any) -> dict[str, Any]:
     }
 
 
-def _file(result: "FileResult") -> dict[str, Any]:
+def _file(result: FileResult) -> dict[str, Any]:
     return {
         "path": str(result.path),
         "size_bytes": result.size_bytes,
@@ -149,7 +151,7 @@ def _file(result: "FileResult") -> dict[str, Any]:
     }
 
 
-def build_report(summary: "BatchSummary", options: "RestoreOptions",
+def build_report(summary: BatchSummary, options: RestoreOptions,
                  model_files: dict[str, str] | None = None) -> dict[str, Any]:
     """The report of a finished (or interrupted) :func:`~facerestore.pipeline.batch.run_batch`.
 

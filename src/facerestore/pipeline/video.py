@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..face import align
+from ..face.tracking import FaceTracker, Smoothing, TrackedFace, TrackerSettings
 from ..io.atomic import atomic_path
 from ..io.images import from_pipeline
 from ..io.video import (
@@ -29,7 +31,6 @@ from ..io.video import (
     probe,
     require_av,
 )
-from ..face.tracking import FaceTracker, Smoothing, TrackedFace, TrackerSettings
 from .options import DEFAULT_MAX_PIXELS, OptionsError, check_weight
 
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -62,13 +63,13 @@ class VideoOptions:
     max_output_pixels: int = 4 * DEFAULT_MAX_PIXELS
     max_frames: int | None = None
 
-    def replace(self, **changes: Any) -> "VideoOptions":
+    def replace(self, **changes: Any) -> VideoOptions:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown video option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> "VideoOptions":
+    def validate(self) -> VideoOptions:
 
         try:
             check_weight(self.weight)
@@ -165,15 +166,15 @@ def restore_frames(restorer, images: Sequence[np.ndarray], faces: Sequence[Seque
         return [restorer.enhance(images[0], landmarks=_landmarks(faces[0]), weight=weight, paste_back=True)[2]]
     crops: list[np.ndarray] = []
     affines: list[list[np.ndarray]] = []
-    for image, frame_faces in zip(images, faces):
+    for image, frame_faces in zip(images, faces, strict=True):
         frame_crops, frame_affines = align.align_faces(align.prepare_input(image), list(_landmarks(frame_faces)),
                                                        restorer.face_size)
         crops.extend(frame_crops)
         affines.append(frame_affines)
     restored = [restorer.blend(r, c, restorer.blend_weight(weight))
-                for r, c in zip(restorer.restore_faces(crops, weight), crops)]
+                for r, c in zip(restorer.restore_faces(crops, weight), crops, strict=True)]
     out, start = [], 0
-    for image, frame_affines in zip(images, affines):
+    for image, frame_affines in zip(images, affines, strict=True):
         n = len(frame_affines)
         out.append(restorer.paste_back(image, restored[start:start + n], frame_affines))
         start += n
@@ -228,7 +229,7 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
             for chunk in _chunks(reader, batch):
                 faces = [tracker.update(frame.image, frame.time) for frame in chunk]
                 outputs = restore_frames(restorer, [f.image for f in chunk], faces, options.weight)
-                for frame, frame_faces, image in zip(chunk, faces, outputs):
+                for frame, frame_faces, image in zip(chunk, faces, outputs, strict=True):
                     if on_faces is not None:
                         on_faces(frame.index, frame_faces)
                     # the frame's kind (BGR uint8, as decoded): what the encoder takes

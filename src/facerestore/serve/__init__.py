@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
 
-def create_app(config: ServeConfig | None = None, **kwargs: Any) -> "FastAPI":
+def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
     """The FastAPI application for ``config`` (or ``ServeConfig(**kwargs)``)."""
     from .app import create_app as _create
 

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from .config import ServeConfig
-from .limits import Busy, JobLimiter
+from .limits import BusyError, JobLimiter
 from .service import FIELDS, RestoreResult, RestoreService, ServeError
 from .upload import UploadError, read_upload
 
@@ -150,14 +150,14 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
         # The rest of a refused body is not read: close the connection rather than drain it.
         return _error(exc.status, str(exc), exc.field, {"Connection": "close"})
 
-    @app.exception_handler(Busy)
-    async def _busy(request: Request, exc: Busy) -> JSONResponse:
+    @app.exception_handler(BusyError)
+    async def _busy(request: Request, exc: BusyError) -> JSONResponse:
         return _error(503, str(exc), None, {"Retry-After": str(exc.retry_after), "Connection": "close"})
 
     # ------------------------------------------------------------------ the page
 
     def _static(name: str) -> bytes:
-        return resources.files(__package__).joinpath("static", name).read_bytes()
+        return (resources.files("facerestore.serve") / "static" / name).read_bytes()
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
@@ -220,13 +220,15 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
                 except ClientDisconnect:
                     raise UploadError(400, "the client closed the connection during the upload") from None
             settings = service.parse_request(upload.fields)
+            image_path = upload.path
+            assert image_path is not None  # read_upload returns no upload without the image
             # A request takes a place only now that its body is complete: a stalled upload holds none.
             async with limiter.admit():
                 queued_at = time.perf_counter()
 
                 def job() -> tuple[RestoreResult, dict[str, float], bytes | None]:
                     waited = (time.perf_counter() - queued_at) * 1000
-                    result = service.restore(upload.path, upload.filename, settings)
+                    result = service.restore(image_path, upload.filename, settings)
                     timings = {"upload": upload.seconds * 1000, "queue": waited, **result.timings}
                     body = None
                     if output == "json":  # base64 and JSON of a large image are work too: here, not on the loop

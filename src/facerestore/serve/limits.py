@@ -19,14 +19,15 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-class Busy(Exception):
+class BusyError(Exception):
     """The server cannot take this request now; ``retry_after`` is a hint in whole seconds."""
 
     def __init__(self, message: str, retry_after: int) -> None:
@@ -70,21 +71,21 @@ class JobLimiter:
     # ------------------------------------------------------------------ admission
 
     def check_room(self) -> None:
-        """Raise :class:`Busy` if :meth:`admit` would now (before a body is read: a cheap no)."""
+        """Raise :class:`BusyError` if :meth:`admit` would now (before a body is read: a cheap no)."""
         stats = self.stats
         if stats.admitted >= self.max_concurrency + self.queue_size:
             stats.rejected += 1
-            raise Busy(f"the server is busy ({stats.admitted} requests in progress or waiting); "
-                       "try again shortly", self.retry_after())
+            raise BusyError(f"the server is busy ({stats.admitted} requests in progress or waiting); "
+                            "try again shortly", self.retry_after())
 
     @contextlib.asynccontextmanager
     async def receiving(self) -> AsyncIterator[None]:
-        """Hold one of the ``max_uploads`` places while a body is read (:class:`Busy` if none)."""
+        """Hold one of the ``max_uploads`` places while a body is read (:class:`BusyError` if none)."""
         stats = self.stats
         if self.max_uploads is not None and stats.uploading >= self.max_uploads:
             stats.rejected += 1
-            raise Busy(f"the server is busy ({stats.uploading} uploads in progress); try again shortly",
-                       self.retry_after())
+            raise BusyError(f"the server is busy ({stats.uploading} uploads in progress); try again shortly",
+                            self.retry_after())
         stats.uploading += 1
         stats.peak_uploading = max(stats.peak_uploading, stats.uploading)
         try:
@@ -94,7 +95,7 @@ class JobLimiter:
 
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
-        """Hold one of the ``max_concurrency + queue_size`` places (:class:`Busy` if none)."""
+        """Hold one of the ``max_concurrency + queue_size`` places (:class:`BusyError` if none)."""
         self.check_room()
         stats = self.stats
         stats.admitted += 1
@@ -120,7 +121,8 @@ class JobLimiter:
             waiter.cancel()
             self._waiters.remove(waiter)
             self.stats.timed_out += 1
-            raise Busy(f"waited {self.queue_timeout:g} s for a free slot; try again later", self.retry_after()) from None
+            raise BusyError(f"waited {self.queue_timeout:g} s for a free slot; try again later",
+                            self.retry_after()) from None
         except BaseException:  # the request was cancelled (client gone): pass on a slot it was given
             if waiter.done() and not waiter.cancelled():
                 self._release()
@@ -138,7 +140,7 @@ class JobLimiter:
         self._free += 1
 
     async def run(self, func: Callable[[], T], finally_: Callable[[], None] | None = None) -> T:
-        """Run ``func`` in the pool once a slot is free; raise :class:`Busy` if none frees up in
+        """Run ``func`` in the pool once a slot is free; raise :class:`BusyError` if none frees up in
         time or ``func`` runs over ``job_timeout`` (it then finishes in the background).
         ``finally_`` is called exactly once, when ``func`` has finished or will never run (so a
         request's files outlive a restoration that is still reading them)."""
@@ -167,8 +169,8 @@ class JobLimiter:
             return await asyncio.wait_for(asyncio.shield(future), self.job_timeout)
         except asyncio.TimeoutError:
             stats.timed_out += 1
-            raise Busy(f"the restoration took longer than {self.job_timeout:g} s; try a smaller image "
-                       "or upscale, or try again later", self.retry_after()) from None
+            raise BusyError(f"the restoration took longer than {self.job_timeout:g} s; try a smaller image "
+                            "or upscale, or try again later", self.retry_after()) from None
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "image"
 UPLOAD_NAME = "upload"  # the file's name on disk; the client's file name is never used as a path
@@ -91,7 +95,8 @@ class _Reader:
             if self._name != FILE_FIELD:
                 raise UploadError(422, f"unexpected file field '{self._name}'; send the image in a field "
                                        f"named '{FILE_FIELD}' (curl -F {FILE_FIELD}=@photo.jpg)", field=self._name)
-            upload.filename = params[b"filename"].decode("utf-8", "replace").replace("\\", "/").split("/")[-1] or "image"
+            filename = params[b"filename"].decode("utf-8", "replace")
+            upload.filename = filename.replace("\\", "/").split("/")[-1] or "image"
             upload.path = self.folder / UPLOAD_NAME
             self._file = open(upload.path, "xb")
             self._in_file = True
@@ -153,8 +158,9 @@ async def _chunks(stream: AsyncIterable[bytes], timeout: float | None, min_rate:
             return
         except asyncio.TimeoutError:
             seconds = time.monotonic() - start
-            raise UploadError(408, f"the upload came too slowly ({received} bytes in {seconds:.0f} s; this server "
-                                   f"waits {timeout:g} s at most for more and needs {min_rate / 1024:g} KB/s)") from None
+            message = (f"the upload came too slowly ({received} bytes in {seconds:.0f} s; this server "
+                       f"waits {timeout:g} s at most for more and needs {min_rate / 1024:g} KB/s)")
+            raise UploadError(408, message) from None
         received += len(chunk)
         yield chunk
 
@@ -189,9 +195,10 @@ async def read_upload(headers: Mapping[str, str], stream: AsyncIterable[bytes], 
                               field=FILE_FIELD)
 
     reader = _Reader(folder, max_file_bytes, max_fields, max_field_bytes)
-    callbacks = {name: getattr(reader, name) for name in (
-        "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value",
-        "on_header_end", "on_headers_finished")}
+    callbacks: MultipartCallbacks = {
+        "on_part_begin": reader.on_part_begin, "on_part_data": reader.on_part_data, "on_part_end": reader.on_part_end,
+        "on_header_field": reader.on_header_field, "on_header_value": reader.on_header_value,
+        "on_header_end": reader.on_header_end, "on_headers_finished": reader.on_headers_finished}
     try:
         parser = MultipartParser(boundary, callbacks)
     except FormParserError as exc:  # e.g. a boundary over the parser's 256 characters (RFC 2046 allows 70)

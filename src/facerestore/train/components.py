@@ -12,11 +12,15 @@ A face the detector misses gets the template boxes, and is counted.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..face.detectors import FaceDetector
 
 EYE_HALF_PER_EYE_DISTANCE = 20.0 / 126.0
 MOUTH_HALF_PER_MOUTH_WIDTH = 48.0 / 112.0
@@ -39,7 +43,7 @@ def boxes_from_landmarks(points: np.ndarray, image_size: int | tuple[int, int]) 
     """``{'left_eye', 'right_eye', 'mouth'}: [x, y, half_len]`` at 512 px from five (x, y) points
     (image-left eye, image-right eye, nose, mouth left, mouth right) of a face image of
     ``image_size`` (a side, or (width, height); training resizes every face to a square)."""
-    width, height = (image_size, image_size) if np.isscalar(image_size) else image_size
+    width, height = (image_size, image_size) if isinstance(image_size, (int, float, np.number)) else image_size
     p = np.asarray(points, dtype=np.float64).reshape(5, 2) * np.array([512.0 / width, 512.0 / height])
     eye_distance = float(np.linalg.norm(p[1] - p[0]))
     mouth_width = float(np.linalg.norm(p[4] - p[3]))
@@ -50,7 +54,7 @@ def boxes_from_landmarks(points: np.ndarray, image_size: int | tuple[int, int]) 
             "mouth": np.array([mouth[0], mouth[1], MOUTH_HALF_PER_MOUTH_WIDTH * mouth_width])}
 
 
-def make_component_file(images: Iterable[str | Path], out: str | Path, *, detector: object = "mtcnn",
+def make_component_file(images: Iterable[str | Path], out: str | Path, *, detector: str | FaceDetector = "mtcnn",
                         progress: Callable[[Iterable], Iterable] | None = None) -> ComponentFileReport:
     """Detect every face of ``images`` (sorted paths, as the dataset lists them) and write the
     boxes in the official layout to ``out`` (atomically)."""
@@ -70,7 +74,7 @@ def make_component_file(images: Iterable[str | Path], out: str | Path, *, detect
         img = cv2_imread(path, cv2.IMREAD_COLOR)
         key = f"{index:08d}"
         rows = detect.detect(img) if img is not None else np.zeros((0, 15), np.float32)
-        if len(rows):
+        if img is not None and len(rows):
             best = rows[np.argmax((rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1]))]  # the face
             boxes[key] = boxes_from_landmarks(best[5:15], (img.shape[1], img.shape[0]))
             report.detected += 1

@@ -12,12 +12,14 @@ when loading runs in the main process.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import random
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -133,7 +135,7 @@ def load_component_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """The official ``FFHQ_eye_mouth_landmarks_512.pth``: ``{'00000000': {'left_eye': [x, y, half_len],
     'right_eye': ..., 'mouth': ...}}`` (numpy float64 scalars), read with ``weights_only=True`` and
     only numpy's scalar/array reconstructors allowed."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    multiarray = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
     allowed: list = [(np.dtype, "numpy.dtype"), (np.ndarray, "numpy.ndarray")]
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # saved by numpy 1 or 2
         allowed += [(multiarray.scalar, f"{mod}.scalar"), (multiarray._reconstruct, f"{mod}._reconstruct")]
@@ -145,7 +147,7 @@ def load_component_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def component_locations(box: dict[str, Sequence[float]], hflip: bool, size: int, eye_enlarge_ratio: float,
+def component_locations(box: Mapping[str, Sequence[float]], hflip: bool, size: int, eye_enlarge_ratio: float,
                         scale: float = 1.0) -> list[torch.Tensor]:
     """Boxes (x1, y1, x2, y2) for left eye, right eye, mouth, as the official
     ``get_component_coordinates``: on a flipped face the eyes swap and x -> size - x; box =

@@ -5,7 +5,7 @@ Every function returns a scalar tensor; weights are applied where the official c
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -51,24 +51,26 @@ def _criterion(name: str):
     raise ValueError(f"perceptual criterion {name!r}: use 'l1', 'l2' or 'fro'")
 
 
+def _summed(terms: list[Tensor]) -> Tensor:
+    """terms[0] + terms[1] + ..., left to right (the official loop's order and values)."""
+    if not terms:
+        raise ValueError("no VGG layers to compare: give the loss some layer_weights")
+    return sum(terms[1:], terms[0])
+
+
 def perceptual_loss(x_feats: Mapping[str, Tensor], gt_feats: Mapping[str, Tensor], layer_weights: Mapping[str, float],
                     weight: float, criterion: str = "l1") -> Tensor:
     """Sum over VGG layers of criterion(feature, gt feature) * layer weight, times ``weight``."""
     crit = _criterion(criterion)
-    loss: Tensor | int = 0
-    for k in x_feats:
-        loss = loss + crit(x_feats[k], gt_feats[k]) * layer_weights[k]
-    return loss * weight
+    return _summed([crit(x_feats[k], gt_feats[k]) * layer_weights[k] for k in x_feats]) * weight
 
 
 def style_loss(x_feats: Mapping[str, Tensor], gt_feats: Mapping[str, Tensor], layer_weights: Mapping[str, float],
                weight: float, criterion: str = "l1") -> Tensor:
     """Sum over VGG layers of criterion(Gram(feature), Gram(gt feature)) * layer weight, times ``weight``."""
     crit = _criterion(criterion)
-    loss: Tensor | int = 0
-    for k in x_feats:
-        loss = loss + crit(gram_matrix(x_feats[k]), gram_matrix(gt_feats[k])) * layer_weights[k]
-    return loss * weight
+    terms = [crit(gram_matrix(x_feats[k]), gram_matrix(gt_feats[k])) * layer_weights[k] for k in x_feats]
+    return _summed(terms) * weight
 
 
 def gan_loss(pred: Tensor, target_is_real: bool, gan_type: str, weight: float = 1.0, is_disc: bool = False,

@@ -8,8 +8,9 @@ and loaded with ``strict=True``. Rules see canonical state dicts: unwrapped from
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn

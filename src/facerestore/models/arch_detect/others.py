@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from facerestore.models.arch_detect import ArchRule, StateDict
 from facerestore.archs.arcface import ResNetArcFace
 from facerestore.archs.restoreformer import RestoreFormer
 from facerestore.archs.rrdbnet import UNSHUFFLE_FACTOR, RRDBNet
+from facerestore.models.arch_detect import ArchRule, StateDict
 
 
 def _count(sd: StateDict, pattern: str) -> int:
