@@ -201,6 +201,29 @@ def test_version_names_the_official_models(checkpoint):
         service.parse_request({"model": "/etc/passwd"})  # a request never names a file
 
 
+def test_each_model_says_what_weight_means_and_its_licence_before_it_is_loaded(checkpoint):
+    from facerestore.models.descriptor import Purpose
+    from facerestore.models.loading import check_model
+    from facerestore.serve.service import RestoreService
+
+    service = RestoreService(serve_config(checkpoint).replace(
+        models=[str(checkpoint), "codeformer", "gpen-bfr-256", "restoreformer++"], preload=False))
+    service.identify_models()  # the file's architecture, read from its tensors; zoo models know theirs
+    described = {m["name"]: m for m in service.describe_models()["models"]}
+    assert not any(m["loaded"] for m in described.values())
+    assert described[checkpoint.stem]["weight"] == "blend: 0 = input face, 1 = fully restored"
+    assert described[checkpoint.stem]["license"] == "Apache-2.0"
+    assert described["codeformer"]["weight"] == "fidelity: 0 = quality, 1 = fidelity"
+    assert described["codeformer"]["license"] == zoo.CODEFORMER_LICENSE
+    assert described["gpen-bfr-256"]["weight"].startswith("blend") and described["gpen-bfr-256"]["license"] == \
+        zoo.GPEN_LICENSE
+    assert described["restoreformer++"]["weight"].startswith("blend")
+    # The start-up check takes every family as a face model (it refused CodeFormer and GPEN before).
+    for name, architecture in [("codeformer", "CodeFormer"), ("gpen-bfr-512", "FullGenerator"),
+                               ("restoreformer++", "RestoreFormerPlusPlus")]:
+        assert check_model(name, Purpose.FACE_RESTORATION, "--model") == architecture
+
+
 # ------------------------------------------------------------------ bad input: 4xx, never 5xx
 
 

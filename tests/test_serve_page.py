@@ -35,7 +35,10 @@ def _offline(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("weights"))
-    app = create_app(serve_config(checkpoint, max_upload_bytes=4 * 1024 * 1024))
+    # Beside the tiny GFPGAN (the default, which restores), two zoo models that are never loaded here
+    # (downloads are off): the page lists them with what their weight means and their licence.
+    config = serve_config(checkpoint, max_upload_bytes=4 * 1024 * 1024)
+    app = create_app(config.replace(models=[str(checkpoint), "codeformer", "gpen-bfr-256"]))
     with running_server(app) as base:
         yield base
 
@@ -136,4 +139,23 @@ def test_phone_width_and_a_clear_error_for_a_bad_file(browser, server, tmp_path)
     _wait_until(page, "document.querySelector('#after').naturalWidth === 1800")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert page.evaluate("document.querySelector('#after').getBoundingClientRect().width <= window.innerWidth")
+    page.close()
+
+
+def test_the_weight_says_what_it_means_for_the_chosen_model(browser, server):
+    page, problems = _page(browser, 1000, 700)
+    page.goto(server + "/")
+    _wait_until(page, "document.querySelector('#model').value !== ''")
+    assert page.input_value("#model") == "tiny_clean"  # the default
+    assert page.text_content("#weight-meaning") == "blend: 0 = input face, 1 = fully restored"
+    assert page.text_content("#model-license") == "Licence: Apache-2.0"
+    page.select_option("#model", "codeformer")
+    assert page.text_content("#weight-meaning") == "fidelity: 0 = quality, 1 = fidelity"
+    assert page.text_content("#model-license") == f"Licence: {zoo.CODEFORMER_LICENSE}"
+    page.select_option("#model", "gpen-bfr-256")
+    assert page.text_content("#weight-meaning") == "blend: 0 = input face, 1 = fully restored"
+    assert "unstated" in page.text_content("#model-license")
+    page.set_viewport_size({"width": 375, "height": 740})  # the longest licence still fits a phone
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert problems == []
     page.close()

@@ -22,11 +22,13 @@ from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from ..archs.gpen import FullGenerator
 from ..archs.parsenet import ParseNet
 from ..archs.restoreformer import RestoreFormer
+from ..archs.restoreformerpp import RestoreFormerPlusPlus
 from ..archs.retinaface import RetinaFace
 from ..archs.rrdbnet import RRDBNet
 from .zoo import CODEFORMER_LICENSE, GPEN_LICENSE
 
-__all__ = ["ModelDescriptor", "Purpose", "describe", "purpose_of_architecture", "require_purpose"]
+__all__ = ["ModelDescriptor", "Purpose", "describe", "license_of_architecture", "purpose_of_architecture",
+           "require_purpose", "takes_fidelity"]
 
 
 class Purpose(str, enum.Enum):
@@ -131,19 +133,45 @@ _ROLE_HINTS = {
 _PURPOSE_OF_CLASS: dict[type, Purpose] = {
     GFPGANv1: Purpose.FACE_RESTORATION, GFPGANv1Clean: Purpose.FACE_RESTORATION,
     GFPGANBilinear: Purpose.FACE_RESTORATION, RestoreFormer: Purpose.FACE_RESTORATION,
+    RestoreFormerPlusPlus: Purpose.FACE_RESTORATION, CodeFormer: Purpose.FACE_RESTORATION,
+    FullGenerator: Purpose.FACE_RESTORATION,
     RRDBNet: Purpose.UPSCALING, RetinaFace: Purpose.FACE_DETECTION, ParseNet: Purpose.FACE_PARSING,
     ResNetArcFace: Purpose.IDENTITY, StyleGAN2Discriminator: Purpose.DISCRIMINATOR,
     FacialComponentDiscriminator: Purpose.DISCRIMINATOR,
 }
+# The licence of each face family's released weights (describe() and the zoo say the same).
+_LICENSE_OF_CLASS: dict[type, str] = {
+    GFPGANv1: "Apache-2.0", GFPGANv1Clean: "Apache-2.0", GFPGANBilinear: "Apache-2.0", RestoreFormer: "Apache-2.0",
+    RestoreFormerPlusPlus: "Apache-2.0", CodeFormer: CODEFORMER_LICENSE, FullGenerator: GPEN_LICENSE,
+}
+_FIDELITY_CLASSES = (CodeFormer,)  # forwards that take a fidelity weight w instead of being blended
+
+
+def _known_class(architecture: type | str) -> type | None:
+    for cls in _PURPOSE_OF_CLASS:
+        if architecture is cls or architecture == cls.__name__:
+            return cls
+    return None
 
 
 def purpose_of_architecture(architecture: type | str) -> Purpose | None:
     """What a known architecture (class or class name, as the zoo names them) is for, without
     building it: for checks at start-up that must not load every network. None when unknown."""
-    for cls, purpose in _PURPOSE_OF_CLASS.items():
-        if architecture is cls or architecture == cls.__name__:
-            return purpose
-    return None
+    cls = _known_class(architecture)
+    return _PURPOSE_OF_CLASS[cls] if cls is not None else None
+
+
+def takes_fidelity(architecture: type | str) -> bool:
+    """Whether a known architecture's forward takes a fidelity weight (CodeFormer), without building it:
+    what ``weight`` means for it (fidelity, or the blend of restored and input faces)."""
+    cls = _known_class(architecture)
+    return cls is not None and issubclass(cls, _FIDELITY_CLASSES)
+
+
+def license_of_architecture(architecture: type | str) -> str:
+    """The licence of a known face family's released weights, without building it ("" if not tracked)."""
+    cls = _known_class(architecture)
+    return _LICENSE_OF_CLASS.get(cls, "") if cls is not None else ""
 
 
 def require_purpose(descriptor: ModelDescriptor, purpose: Purpose, role: str, source: Any = None) -> None:

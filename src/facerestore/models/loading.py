@@ -183,12 +183,12 @@ def load(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu
     return LoadedModel(model, descriptor, source)
 
 
-def check_model(name_or_path: str | Path, purpose: Purpose, role: str, *, allow_download: bool = True) -> None:
+def check_model(name_or_path: str | Path, purpose: Purpose, role: str, *, allow_download: bool = True) -> str:
     """Refuse, before anything is built, a model that cannot serve as ``role``: a name that is
     neither a file nor in the zoo, a zoo model not on disk when downloads are off, or a file of
     another kind (its architecture is read from the tensors' names and shapes). Raises
-    :class:`CheckpointError` starting with ``role``. A server checks every model it offers this
-    way at start-up and loads each only when first asked for."""
+    :class:`CheckpointError` starting with ``role``; returns the architecture's class name. A server
+    checks every model it offers this way at start-up and loads each only when first asked for."""
     from . import zoo
 
     path = Path(name_or_path).expanduser()
@@ -215,6 +215,7 @@ def check_model(name_or_path: str | Path, purpose: Purpose, role: str, *, allow_
         kind = f"{architecture} ({found.value})" if found is not None else architecture
         raise CheckpointError(f"{role}: {name_or_path} is {kind}, but this needs "
                               f"{_ROLE_HINTS.get(purpose, purpose.value)}")
+    return architecture
 
 
 def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu", *,

@@ -52,7 +52,10 @@ _RESTORE_BODY = {
             "version": {"type": "string", "description": "official version: 1, 1.2, 1.3, 1.4, RestoreFormer"},
             "model": {"type": "string", "description": "a model name from GET /v1/models (instead of version)"},
             "upscale": {"type": "number", "default": 2, "description": "output scale, 1 to the server's maximum"},
-            "weight": {"type": "number", "default": 0.5, "description": "0 = input face, 1 = fully restored"},
+            "weight": {"type": "number", "default": 0.5,
+                       "description": "GFPGAN, RestoreFormer(++), GPEN: blend, 0 = input face, 1 = fully restored; "
+                                      "CodeFormer: its fidelity, 0 = quality, 1 = fidelity "
+                                      "(GET /v1/models says which)"},
             "only_center_face": {"type": "boolean", "default": False},
             "aligned": {"type": "boolean", "default": False, "description": "the image is one aligned face"},
             "bg_upsampler": {"type": "string", "description": "none, or the server's background upsampler"},
@@ -126,6 +129,7 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
             service.load_default()
         except Exception:  # /readyz reports it; requests get 503 naming the cause
             log.exception("loading the default model failed")
+        service.identify_models()  # the other models' weight meaning and licence, without loading them
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

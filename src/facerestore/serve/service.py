@@ -58,6 +58,12 @@ class ModelSlot:
     spec: Any  # what RestoreOptions.model gets: a zoo name or a file
     source: str  # "zoo" or "file"
     version: str | None = None  # the official -v value, for zoo models that have one
+    architecture: str | None = None  # class name: the zoo's, or read from a file's tensors once checked
+
+
+def weight_meaning(fidelity: bool) -> str:
+    """What a request's ``weight`` means for a model (``/v1/models`` and the page's slider say it)."""
+    return "fidelity: 0 = quality, 1 = fidelity" if fidelity else "blend: 0 = input face, 1 = fully restored"
 
 
 @dataclass
@@ -94,7 +100,7 @@ def _slot_for(spec: Any) -> ModelSlot:
     entry = zoo.find_entry(spec) if isinstance(spec, str) and not Path(spec).is_file() else None
     if entry is not None:
         version = next((a for a in entry.aliases if a[:1].isdigit()), None)
-        return ModelSlot(entry.name, entry.name, "zoo", version)
+        return ModelSlot(entry.name, entry.name, "zoo", version, entry.arch)
     return ModelSlot(Path(spec).stem, spec, "file")
 
 
@@ -202,19 +208,36 @@ class RestoreService:
         from ..models.loading import CheckpointError, check_model
 
         allow = self.config.restore.allow_download
-        wanted = [("--model", Purpose.FACE_RESTORATION, slot.spec) for slot in self.models]
+        wanted = [("--model", Purpose.FACE_RESTORATION, slot.spec, slot) for slot in self.models]
         bg = self.config.restore.bg_upsampler
         if bg is not None and not (isinstance(bg, str) and bg.lower() == "realesrgan"):
-            wanted.append(("--bg_upsampler", Purpose.UPSCALING, bg))
-        for flag, purpose, spec in wanted:
+            wanted.append(("--bg_upsampler", Purpose.UPSCALING, bg, None))
+        for flag, purpose, spec, slot in wanted:
             if not isinstance(spec, (str, Path)):
                 continue  # a module given in Python: checked when loaded
             try:
-                check_model(spec, purpose, flag, allow_download=allow)
+                architecture = check_model(spec, purpose, flag, allow_download=allow)
+                if slot is not None:  # /v1/models can then say what weight means before it is loaded
+                    slot.architecture = architecture
             except CheckpointError as exc:
                 message = str(exc)
                 raise OptionsError(flag, message[len(flag) + 2:] if message.startswith(f"{flag}: ") else message
                                    ) from None
+
+    def identify_models(self) -> None:
+        """Read the architecture of each file model not known yet (``check_models`` records it), so
+        that ``/v1/models`` says what ``weight`` means for every model before it is loaded. A file
+        that cannot be read is left for its first request to report."""
+        from ..models.descriptor import Purpose
+        from ..models.loading import CheckpointError, check_model
+
+        for slot in self.models:
+            if slot.architecture is None and isinstance(slot.spec, (str, Path)):
+                try:
+                    slot.architecture = check_model(slot.spec, Purpose.FACE_RESTORATION, "--model",
+                                                    allow_download=False)
+                except (CheckpointError, OSError):
+                    pass
 
     def load_default(self) -> None:
         """Load the default model (what ``/readyz`` waits for); errors are kept for ``/readyz``."""
@@ -228,6 +251,7 @@ class RestoreService:
 
     def describe_models(self) -> dict[str, Any]:
         from ..models import zoo
+        from ..models.descriptor import license_of_architecture, takes_fidelity
 
         models = []
         for slot in self.models:
@@ -237,13 +261,15 @@ class RestoreService:
             zoo_entry = zoo.find_entry(slot.name) if slot.source == "zoo" else None
             if zoo_entry is not None:
                 entry["license"] = zoo_entry.license
+            if slot.architecture is not None:  # known before loading: from the zoo or the start-up check
+                entry["architecture"] = slot.architecture
+                entry["license"] = entry.get("license") or license_of_architecture(slot.architecture)
+                entry["weight"] = weight_meaning(takes_fidelity(slot.architecture))
             if loaded is not None:
                 entry["architecture"] = loaded.descriptor.architecture
                 entry["face_size"] = loaded.face_size
                 entry["license"] = loaded.descriptor.license or entry.get("license", "")
-                # what the request's `weight` means for this model
-                entry["weight"] = "fidelity (0 = quality, 1 = fidelity)" if loaded.descriptor.takes_fidelity \
-                    else "blend (0 = input face, 1 = fully restored)"
+                entry["weight"] = weight_meaning(loaded.descriptor.takes_fidelity)
             models.append(entry)
         cfg = self.config
         return {

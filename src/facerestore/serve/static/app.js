@@ -6,7 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const form = $("form"), fileInput = $("file"), drop = $("drop"), submit = $("submit");
   const statusEl = $("status"), errorEl = $("error"), result = $("result");
-  let file = null, limits = {}, urls = [];
+  let file = null, limits = {}, urls = [], models = {};
 
   function showError(message) {
     errorEl.textContent = message;
@@ -28,13 +28,16 @@
       const info = await response.json();
       limits = info.limits || {};
       select.textContent = "";
+      models = {};
       for (const m of info.models) {
         const option = document.createElement("option");
         option.value = m.name;
         option.textContent = m.version && m.version !== m.name ? m.name + " (" + m.version + ")" : m.name;
         option.selected = m.default;
         select.appendChild(option);
+        models[m.name] = m;
       }
+      describeModel();
       for (const option of [...$("upscale").options]) {
         if (limits.max_upscale && Number(option.value) > limits.max_upscale) option.remove();
       }
@@ -47,6 +50,15 @@
   }
 
   function updateSubmit() { submit.disabled = !file || !$("model").value; }
+
+  // What the weight means depends on the model (CodeFormer: its fidelity; the others: a blend),
+  // and some models' weights are not for every use: say both for the one chosen.
+  function describeModel() {
+    const m = models[$("model").value] || {};
+    $("weight-meaning").textContent = m.weight || "";
+    $("model-license").textContent = m.license ? "Licence: " + m.license : "";
+  }
+  $("model").addEventListener("change", () => { describeModel(); updateSubmit(); });
 
   function setFile(chosen) {
     clearError();
