@@ -15,7 +15,7 @@ LAYERS = {
     "models": 1,
     "face": 2, "metrics": 2,
     "pipeline": 3, "export": 3,
-    "train": 4, "video": 4, "serve": 4,
+    "train": 4, "video": 4, "serve": 4, "ray": 4,
     "cli": 5, "__main__": 5,
 }
 # Top-level modules that only alias a moved module (old import paths).
