@@ -25,10 +25,10 @@ class _Progress:
     """``restoring: 120/1000 photos, 2 failed, 3.4 photos/s, ~4 min left`` on one line (a
     terminal), or a line every 30 s (logs)."""
 
-    def __init__(self, total: int, *, stream=sys.stderr) -> None:
-        self.total, self.stream = total, stream
+    def __init__(self, total: int, *, stream=None) -> None:
+        self.total, self.stream = total, stream or sys.stderr
         self.start = self.last = time.perf_counter()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.every = 0.5 if self.tty else 30.0
 
     def line(self, done: int, failed: int) -> str:

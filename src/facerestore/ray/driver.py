@@ -198,8 +198,9 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
         blocks = max(1, min(len(todo), max(batches, 2 * pool) if batches < 10_000 else 10_000))
         ds = ray.data.from_items([{"path": p, "stem": stems[p]} for p in todo], override_num_blocks=blocks)
         ds = _map_batches(ds, stage, options, out, settings).drop_columns(["output_bytes"])
+        batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
         try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for batch in batches:
                 for row in batch.to_pylist():
                     if row["path"] in seen:  # a retried batch's row that an earlier attempt reported
                         continue
@@ -209,6 +210,12 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
                         on_row(row, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
+        finally:
+            # Stop the pool now: actors left running would go on writing while a restarted run
+            # restores the same photos.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
     finally:
         context.enable_progress_bars, context.max_errored_blocks = saved
     if not summary.interrupted:

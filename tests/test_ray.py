@@ -1,0 +1,216 @@
+"""`facerestore.ray` and `restore --engine ray` on a local Ray cluster that these tests start and
+stop: the same bytes as the single-process CLI, a corrupt file, a worker killed mid-write, a
+driver interrupted and started again. Skipped where Ray Data is not installed (extra `ray`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the extra `ray` is not installed")
+pytest.importorskip("ray.data")
+
+import facerestore  # noqa: E402
+from facerestore import cli  # noqa: E402
+from facerestore.models import zoo  # noqa: E402
+from facerestore.pipeline.options import RestoreOptions  # noqa: E402
+from facerestore.ray import FaceRestore, RaySettings, run_ray  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_support import small_face_photo, write_tiny_checkpoint  # noqa: E402
+
+MODEL_FLAGS = ["--detector", "mtcnn", "--parser", "none", "--bg_upsampler", "none", "--identity-model", "none",
+               "--no-download", "-s", "2"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local cluster for this module: 4 logical CPUs (with 2, one actor and Ray Data's own
+    tasks can wait on each other), no dashboard, offline workers that import this tree."""
+    empty_cache = tmp_path_factory.mktemp("empty-cache")
+    src = str(Path(facerestore.__file__).resolve().parents[1])
+    env = {zoo.CACHE_ENV: str(empty_cache), zoo.OFFLINE_ENV: "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="error", object_store_memory=200 * 2**20,
+             runtime_env={"env_vars": env})
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test stages below
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+
+
+def _options(checkpoint: Path, **changes) -> RestoreOptions:
+    return RestoreOptions(model=str(checkpoint), detector="mtcnn", parser=None, bg_upsampler=None,
+                          allow_download=False, identity_model=None, **changes)
+
+
+def _photos(folder: Path, n: int, size: tuple[int, int] = (40, 32)) -> list[Path]:
+    """Small images without faces: the detector passes over them quickly, the background is still
+    upscaled and written, so every file has a result to compare."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n)
+    paths = []
+    for i in range(n):
+        path = folder / f"p{i:02d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every visible result file and its hash (the summary is not a result)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(("summary", "."))}
+
+
+class JournalStage(FaceRestore):
+    """Appends each photo it writes to ``OUTPUT/../journal`` (one line, O_APPEND), so a test
+    sees which photos were written, by any attempt, how many times."""
+
+    def restore_row(self, path, data=None, stem=None):
+        row = super().restore_row(path, data, stem)
+        if row.status == "restored":
+            journal = Path(self.output.text).parent / "journal"
+            with open(journal, "a") as f:
+                f.write(Path(path).name + "\n")
+        return row
+
+
+class DiesWhileWriting(JournalStage):
+    """The first time it writes ``p01.png``'s results, the worker process dies part-way: one of
+    the group's files is staged, none is renamed into place."""
+
+    def restore_row(self, path, data=None, stem=None):
+        marker = Path(self.output.text).parent / "died-once"
+        if Path(path).name == "p01.png" and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            original = self.output.write_group
+
+            def write_then_die(files):
+                from facerestore.io.atomic import StagedFiles
+
+                staged = StagedFiles()
+                name, data = next(iter(files))
+                staged.add(self.output.path / name, data)
+                os._exit(1)  # noqa: SLF001  (a crash: no cleanup, no exception)
+
+            self.output.write_group = write_then_die
+            try:
+                return super().restore_row(path, data, stem)
+            finally:
+                self.output.write_group = original
+        return super().restore_row(path, data, stem)
+
+
+def _journal(out: Path) -> list[str]:
+    journal = out.parent / "journal"
+    return sorted(journal.read_text().split()) if journal.exists() else []
+
+
+# ----------------------------------------------------------------------------- no cluster needed
+
+
+def test_the_stage_turns_bytes_into_the_cli_files_with_errors_per_row(checkpoint, tmp_path):
+    paths = _photos(tmp_path / "in", 2)
+    out = tmp_path / "cli"
+    assert cli.main(["restore", "-i", str(tmp_path / "in"), "-o", str(out), "--model", str(checkpoint),
+                     *MODEL_FLAGS]) == 0
+    stage = FaceRestore(_options(checkpoint))
+    batch = {"path": ["s3://bucket/broken.jpg"] + [f"s3://bucket/{p.name}" for p in paths],
+             "bytes": [b"\xff\xd8 not really a jpeg"] + [p.read_bytes() for p in paths]}
+    rows = stage(batch).to_pylist()
+    assert [r["status"] for r in rows] == ["failed", "restored", "restored"]
+    assert rows[0]["error"].startswith("s3://bucket/broken.jpg: ")
+    for row in rows[1:]:
+        assert row["output_names"] == [f"restored_imgs/{Path(row['path']).name}"]
+        assert row["output_bytes"][0] == (out / row["output_names"][0]).read_bytes()
+        assert (row["width"], row["height"], row["faces"]) == (40, 32, 0)
+
+
+# ----------------------------------------------------------------------------- on the local cluster
+
+
+def test_engine_ray_writes_the_same_bytes_as_the_single_process_cli(cluster, checkpoint, tmp_path, shared_data):
+    inp = tmp_path / "in"
+    _photos(inp, 1)
+    (inp / "face.jpg").write_bytes(small_face_photo(shared_data / "photos", width=200))
+    grey = np.random.default_rng(1).integers(0, 256, (30, 36), dtype=np.uint8)
+    cv2.imwrite(str(inp / "grey.png"), grey)
+    rgba = np.random.default_rng(2).integers(0, 256, (30, 36, 4), dtype=np.uint8)
+    cv2.imwrite(str(inp / "rgba.png"), rgba)
+    common = ["restore", "-i", str(inp), "--model", str(checkpoint), *MODEL_FLAGS]
+    assert cli.main([*common, "-o", str(tmp_path / "local")]) == 0
+    assert cli.main([*common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--actors", "1"]) == 0
+    local, on_ray = _tree(tmp_path / "local"), _tree(tmp_path / "ray")
+    assert any(name.startswith("restored_faces/face_") for name in local), "the photo's faces were found"
+    assert on_ray == local
+    summary = json.loads((tmp_path / "ray" / "summary-shard00000-of00001.json").read_text())
+    assert (summary["inputs"], summary["restored"], summary["failed"]) == (4, 4, [])
+
+
+def test_a_corrupt_file_is_recorded_and_the_others_are_done(cluster, checkpoint, tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 3)
+    (inp / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    code = cli.main(["restore", "-i", str(inp), "-o", str(out), "--model", str(checkpoint), *MODEL_FLAGS,
+                     "--engine", "ray"])
+    assert code == 1
+    assert sorted(p.name for p in (out / "restored_imgs").iterdir()) == ["p00.png", "p01.png", "p02.png"]
+    assert cli.main(["summarize", str(out)]) == 1  # it reads the Ray run's summary like a shard's
+    printed = capsys.readouterr()
+    assert "1 shards: 4 inputs, 3 restored, 0 already complete, 0 faces, 1 failed" in printed.out
+    assert f"failed: {inp / 'corrupt.png'}" in printed.out
+    assert "restoring: 4/4 photos, 1 failed" in printed.err and "photos/s" in printed.err
+
+
+def test_a_worker_killed_while_writing_has_its_batch_retried_nothing_half_written_or_twice(
+        cluster, checkpoint, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    paths = _photos(inp, 4)
+    summary = run_ray([str(p) for p in paths], out, _options(checkpoint),
+                      RaySettings(actors=1, files_per_batch=4), stage=DiesWhileWriting)
+    assert (tmp_path / "died-once").exists(), "the worker was killed"
+    assert (summary.restored, summary.failed) == (4, [])
+    visible = sorted(p.name for p in (out / "restored_imgs").iterdir() if not p.name.startswith("."))
+    assert visible == [p.name for p in paths]
+    # The crash left p01's staged file under a hidden temporary name, never under its own.
+    assert [p.name for p in (out / "restored_imgs").glob(".p01.png.*.tmp")]
+    # p00 was written before the crash (same batch as p01) and found complete by the retry, not redone.
+    assert _journal(out) == [p.name for p in paths]
+
+
+def test_an_interrupted_driver_started_again_restores_only_what_is_missing(cluster, checkpoint, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    paths = [str(p) for p in _photos(inp, 6)]
+    settings = RaySettings(actors=1, files_per_batch=1)
+
+    def interrupt(row, summary):
+        raise KeyboardInterrupt
+
+    first = run_ray(paths, out, _options(checkpoint), settings, stage=JournalStage, on_row=interrupt)
+    assert first.interrupted and first.restored == 1
+    saved = json.loads((out / "summary-shard00000-of00001.json").read_text())
+    assert saved["interrupted"] is True
+    done_first = set(_journal(out))
+    assert 1 <= len(done_first) < 6
+    second = run_ray(paths, out, _options(checkpoint), settings, stage=JournalStage)
+    assert not second.interrupted and second.failed == []
+    assert second.skipped_complete == len(done_first)
+    assert second.restored == 6 - len(done_first)
+    assert _journal(out) == sorted(Path(p).name for p in paths)  # each photo written once in all
