@@ -81,6 +81,14 @@ def run_on_ray(args: argparse.Namespace, note: Callable[[str], None]) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: input {exc}", file=sys.stderr)
         return 2
+    from ..io.video import folder_videos
+
+    videos = folder_videos(args.input) if "://" not in str(args.input) else []
+    if videos:
+        note(f"{len(videos)} video(s) in {args.input} are not restored by --engine ray (run them without it)")
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its execution plans; we print progress
     if not inputs:
         print(f"error: no images found in {args.input}", file=sys.stderr)
         return 2
