@@ -143,6 +143,39 @@ def test_the_stage_turns_bytes_into_the_cli_files_with_errors_per_row(checkpoint
         assert (row["width"], row["height"], row["faces"]) == (40, 32, 0)
 
 
+def test_a_file_system_location_writes_whole_files_in_order_and_lists_them(tmp_path):
+    from pyarrow import fs as pafs
+
+    from facerestore.ray.storage import Location
+
+    out = Location(str(tmp_path / "out"), filesystem=pafs.LocalFileSystem())
+    written = out.write_group([("restored_faces/a_00.png", b"face"), ("restored_imgs/a.png", b"photo")])
+    assert written == [str(tmp_path / "out" / "restored_faces/a_00.png"), str(tmp_path / "out" / "restored_imgs/a.png")]
+    assert (tmp_path / "out" / "restored_imgs" / "a.png").read_bytes() == b"photo"
+    assert out.names_in("restored_imgs") == {"a.png"} and out.names_in("cmp") == set()
+    assert out.exists("restored_faces/a_00.png") and not out.exists("restored_imgs/b.png")
+    assert not [p for p in (tmp_path / "out").rglob(".*")], "no temporary file is left"
+    photos = Location(str(tmp_path / "out" / "restored_imgs"), filesystem=pafs.LocalFileSystem())
+    assert photos.list_images() == [str(tmp_path / "out" / "restored_imgs" / "a.png")]
+
+
+def test_inputs_from_a_list_file_and_only_incomplete_ones_pending(tmp_path):
+    from facerestore.ray.driver import list_inputs, output_stems, pending_inputs
+    from facerestore.ray.storage import Location
+
+    (tmp_path / "list.txt").write_text("# photos\na.jpg\n/abs/b.png\ns3://bucket/c.jpg\n\nsub/a.png\n")
+    inputs = list_inputs(tmp_path / "list.txt")
+    assert inputs == [str(tmp_path / "a.jpg"), "/abs/b.png", "s3://bucket/c.jpg", str(tmp_path / "sub" / "a.png")]
+    stems = output_stems(inputs)
+    assert stems[str(tmp_path / "a.jpg")] == "a_jpg" and stems["s3://bucket/c.jpg"] == "c"
+    out = tmp_path / "out"
+    (out / "restored_imgs").mkdir(parents=True)
+    (out / "restored_imgs" / "a_jpg.jpg").write_bytes(b"done")  # a.jpg is complete
+    (out / "restored_imgs" / "c.png").write_bytes(b"done")  # c.jpg's result as PNG also counts
+    pending = pending_inputs(inputs, Location(out), RestoreOptions(), stems)
+    assert pending == ["/abs/b.png", str(tmp_path / "sub" / "a.png")]
+
+
 # ----------------------------------------------------------------------------- on the local cluster
 
 

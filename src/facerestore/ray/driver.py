@@ -124,7 +124,7 @@ def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settin
         # Ray 2.60 deprecates passing max_restarts/max_task_retries here (its default is to retry
         # without end); we keep a bound so that a file that kills its worker cannot stall the run.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        return ds.map_batches(stage, fn_constructor_kwargs=dict(options=options, output=out.text),
+        return ds.map_batches(stage, fn_constructor_kwargs=dict(options=options, output=out),
                               batch_size=settings.files_per_batch, batch_format="pyarrow",
                               compute=ActorPoolStrategy(**size), num_cpus=settings.cpus_per_actor,
                               num_gpus=settings.gpus_per_actor or None,

@@ -152,7 +152,7 @@ class FaceRestore:
     returned rows hold names, not bytes.
     """
 
-    def __init__(self, options: RestoreOptions | None = None, *, output: str | os.PathLike | None = None,
+    def __init__(self, options: RestoreOptions | None = None, *, output: str | os.PathLike | Location | None = None,
                  **overrides: Any) -> None:
         from facerestore.pipeline.restorer import Restorer
 
@@ -162,7 +162,7 @@ class FaceRestore:
             warnings.simplefilter("always")
             self.restorer = Restorer.from_options(options)
         self.notes = [str(w.message) for w in caught]  # model choices, as the CLI prints them
-        self.output = None if output is None else Location(output)
+        self.output = output if output is None or isinstance(output, Location) else Location(output)
         self._scratch = _scratch_folder()
 
     def __del__(self) -> None:

@@ -2,14 +2,17 @@
 (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``, ... where their packages are installed).
 
 Writes are atomic per photo as in the CLI's batch: locally through :class:`~facerestore.io.atomic.StagedFiles`
-(hidden temporary files renamed into place only when the whole group is written); on an object
-store each object appears complete or not at all (a PUT is atomic), and the files of a group are
-written in order, the pasted image last, so its presence still means the group is complete.
+(hidden temporary files renamed into place only when the whole group is written). Elsewhere
+each file appears complete or not at all (an object store's upload; on other file systems a
+hidden temporary name and a rename), and the files of a group are written in order, the pasted
+image last, so its presence still means the group is complete.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import secrets
 import posixpath
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -17,7 +20,10 @@ from typing import Iterable
 from facerestore.io.atomic import StagedFiles, atomic_write_bytes
 from facerestore.io.images import IMAGE_EXTENSIONS
 
-__all__ = ["Location", "is_uri"]
+__all__ = ["Location", "is_uri", "read_bytes"]
+
+# pyarrow file systems whose objects appear whole or not at all (a PUT / a completed upload).
+_WHOLE_OBJECTS = frozenset({"s3", "gcs", "abfs"})
 
 
 def is_uri(text: str) -> bool:
@@ -33,10 +39,12 @@ class Location:
     """A folder named by a local path or a URI. Names below it are POSIX relative paths
     (``restored_imgs/a.png``); :meth:`uri` gives the full path or URI of one."""
 
-    def __init__(self, where: str | os.PathLike) -> None:
+    def __init__(self, where: str | os.PathLike, filesystem=None) -> None:
         self.text = os.fspath(where)
-        self.remote = is_uri(self.text)
-        if self.remote:
+        self.remote = is_uri(self.text) or filesystem is not None
+        if filesystem is not None:  # a pyarrow file system given as such (tests, custom credentials)
+            self.fs, self.root, self.scheme = filesystem, self.text.rstrip("/"), filesystem.type_name
+        elif self.remote:
             from pyarrow import fs as pafs
 
             try:
@@ -51,14 +59,15 @@ class Location:
             self.path = _local(self.text)
 
     def __reduce__(self):  # pickled as its text: each Ray worker opens the file system itself
-        return (Location, (self.text,))
+        return (Location, (self.text,)) if not self.remote or is_uri(self.text) else (Location, (self.text, self.fs))
 
     def __str__(self) -> str:
         return self.text
 
     def uri(self, name: str) -> str:
         if self.remote:
-            return f"{self.scheme}://{posixpath.join(self.root, name)}"
+            inner = posixpath.join(self.root, name)
+            return f"{self.scheme}://{inner}" if is_uri(self.text) else inner
         return str(self.path / name)
 
     # ------------------------------------------------------------------ reading
@@ -127,8 +136,21 @@ class Location:
             return str(atomic_write_bytes(self.path / name, data))
         target = posixpath.join(self.root, name)
         self.fs.create_dir(posixpath.dirname(target), recursive=True)
-        with self.fs.open_output_stream(target) as stream:  # an object appears whole when closed
-            stream.write(data)
+        if self.fs.type_name in _WHOLE_OBJECTS:  # an object appears whole when its upload completes
+            with self.fs.open_output_stream(target) as stream:
+                stream.write(data)
+            return self.uri(name)
+        # A file system (HDFS, a local one given as such): a hidden temporary name, then a rename.
+        folder, base = posixpath.split(target)
+        temporary = posixpath.join(folder, f".{base[:32]}.{secrets.token_hex(6)}.tmp")
+        try:
+            with self.fs.open_output_stream(temporary) as stream:
+                stream.write(data)
+            self.fs.move(temporary, target)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.delete_file(temporary)
+            raise
         return self.uri(name)
 
 
