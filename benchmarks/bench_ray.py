@@ -1,7 +1,8 @@
 """Photos/s of `facerestore restore --engine ray` against the single-process CLI, on this machine.
 
 Each mode restores the same photos with the same options, as a fresh command (what a user
-runs): the single-process CLI (`local`), and Ray with a pool of 1 and of 2 actors on a local
+runs): the single-process CLI (`local`; `local-1t` with one PyTorch thread, as each Ray actor
+of one CPU has), and Ray with a pool of 1 and of 2 actors on a local
 cluster the command starts itself. Every mode runs twice, on a small and a large set of photos
 (../shared/data/photos in turn under new names, 400 px wide by default), so that the fixed start-up (Python, model
 load; for Ray also the cluster and the actors) and the per-photo rate can be told apart:
@@ -67,14 +68,19 @@ def run(mode: str, inputs: Path, out: Path, model: Path) -> float:
     cmd = [sys.executable, "-m", "facerestore", "restore", "-i", str(inputs), "-o", str(out), "--model", str(model),
            "--detector", "mtcnn", "--parser", "none", "--bg_upsampler", "none", "--identity-model", "none",
            "--no-download", "-s", "2"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), FACERESTORE_OFFLINE="1", RAY_AUTH_MODE="disabled")
     if mode.startswith("ray"):
         cmd += ["--engine", "ray", "--actors", mode.split("-")[1]]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), FACERESTORE_OFFLINE="1", RAY_AUTH_MODE="disabled")
+    elif mode == "local-1t":  # one PyTorch thread, as each Ray actor of one CPU has (OMP_NUM_THREADS=1)
+        env["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{mode} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+    restored = len(list((out / "restored_imgs").iterdir()))
+    if restored != len(list(inputs.iterdir())):
+        raise SystemExit(f"{mode}: {restored} results for {len(list(inputs.iterdir()))} photos")
     return seconds
 
 
@@ -83,7 +89,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=3)
     parser.add_argument("--large", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--modes", default="local,ray-1,ray-2")
+    parser.add_argument("--modes", default="local,local-1t,ray-1,ray-2")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--width", type=int, default=400, help="photos resized to this width (0: as they are)")
     args = parser.parse_args()

@@ -131,7 +131,7 @@ def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settin
                               max_restarts=-1, max_task_retries=settings.task_retries)
 
 
-def run_ray(inputs: list[str], output: str | os.PathLike, options: RestoreOptions, settings: RaySettings,
+def run_ray(inputs: list[str], output: str | os.PathLike | Location, options: RestoreOptions, settings: RaySettings,
             *, stems: dict[str, str] | None = None, stage: type = FaceRestore,
             on_row: Callable[[dict, RayRunSummary], None] | None = None,
             on_note: Callable[[str], None] | None = None) -> RayRunSummary:
@@ -145,7 +145,7 @@ def run_ray(inputs: list[str], output: str | os.PathLike, options: RestoreOption
     import ray
 
     options.replace(device="cpu").validate()  # the driver may have no GPU: the actors check the device
-    out = Location(output)
+    out = output if isinstance(output, Location) else Location(output)
     if not out.remote:
         from facerestore.pipeline.batch import check_no_clash
 
