@@ -107,6 +107,12 @@ def run_on_ray(args: argparse.Namespace, note: Callable[[str], None]) -> int:
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the actors could not start (a model file missing on a node, ...)
+        if args.verbose:
+            raise
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        print(f"error: the run on Ray failed: {lines[-1] if lines else type(exc).__name__}", file=sys.stderr)
+        return 2
     progress.update(summary.skipped_complete + summary.done, len(summary.failed), final=True)
     if summary.skipped_complete:
         note(f"{summary.skipped_complete} of {summary.inputs} inputs already have complete results and are skipped")
