@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="the extra `ray` is not installed")
+# Ray Data's own context warns about its deprecated settings when a dataset first runs.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
 pytest.importorskip("ray.data")
 
 import facerestore  # noqa: E402
