@@ -253,3 +253,24 @@ def test_an_interrupted_driver_started_again_restores_only_what_is_missing(clust
     assert second.skipped_complete == len(done_first)
     assert second.restored == 6 - len(done_first)
     assert _journal(out) == sorted(Path(p).name for p in paths)  # each photo written once in all
+
+
+class AlwaysDiesOnP01(FaceRestore):
+    """A poison file: every worker that reaches ``p01.png`` dies."""
+
+    def restore_row(self, path, data=None, stem=None):
+        if Path(path).name == "p01.png":
+            os._exit(1)
+        return super().restore_row(path, data, stem)
+
+
+def test_a_file_that_keeps_killing_its_worker_is_recorded_lost_and_the_run_ends(cluster, checkpoint, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    paths = [str(p) for p in _photos(inp, 4)]  # batches [p00, p01], [p02, p03]
+    summary = run_ray(paths, out, _options(checkpoint), RaySettings(actors=1, files_per_batch=2, task_retries=1),
+                      stage=AlwaysDiesOnP01)
+    # The batch of p01 is dropped after 2 tries; p00, written by its first try, still counts.
+    assert [f["file"] for f in summary.failed] == [str(inp / "p01.png")]
+    assert "lost" in summary.failed[0]["error"]
+    assert summary.restored == 3
+    assert sorted(p.name for p in (out / "restored_imgs").glob("p*.png")) == ["p00.png", "p02.png", "p03.png"]

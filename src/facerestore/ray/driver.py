@@ -219,8 +219,13 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
     finally:
         context.enable_progress_bars, context.max_errored_blocks = saved
     if not summary.interrupted:
-        for path in todo:
-            if path not in seen:
+        lost = [path for path in todo if path not in seen]
+        # A dropped batch's photos that an attempt finished before its worker died are done.
+        still_missing = set(pending_inputs(lost, out, options, stems))
+        for path in lost:
+            if path not in still_missing:
+                _count({"path": path, "status": "complete", "faces": 0}, summary)
+            else:
                 summary.failed.append({"file": path, "error": f"{path}: lost: the workers restoring its batch "
                                                               f"died {settings.task_retries + 1} times"})
 
