@@ -179,6 +179,21 @@ def test_inputs_from_a_list_file_and_only_incomplete_ones_pending(tmp_path):
     assert pending == ["/abs/b.png", str(tmp_path / "sub" / "a.png")]
 
 
+def test_importing_the_stage_does_not_import_ray():
+    import subprocess
+
+    code = "import sys, facerestore.ray; print('ray' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(Path(facerestore.__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_engine_ray_without_ray_installed_says_what_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert cli.main(["restore", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "--engine", "ray"]) == 2
+    assert "pip install 'facerestore[ray]'" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- on the local cluster
 
 

@@ -126,7 +126,11 @@ def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settin
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         return ds.map_batches(stage, fn_constructor_kwargs=dict(options=options, output=out),
                               batch_size=settings.files_per_batch, batch_format="pyarrow",
-                              compute=ActorPoolStrategy(**size), num_cpus=settings.cpus_per_actor,
+                              # One batch per actor at a time: a worker that dies takes only the batch
+                              # it was restoring with it (queued ones would use up their retries too);
+                              # the stage reads its own inputs, so queueing would prefetch nothing.
+                              compute=ActorPoolStrategy(**size, max_tasks_in_flight_per_actor=1),
+                              num_cpus=settings.cpus_per_actor,
                               num_gpus=settings.gpus_per_actor or None,
                               max_restarts=-1, max_task_retries=settings.task_retries)
 
