@@ -115,9 +115,10 @@ def _restore_one(restorer, options: RestoreOptions, name: str, data: bytes | Non
             error = _failure(name, exc).replace(str(local), name)
             return RowResult(name, status="failed", error=error, seconds=time.perf_counter() - start)
     records = [json.loads(json.dumps(dataclasses.asdict(r), default=_jsonable)) for r in result.face_records]
-    return RowResult(name, faces=result.faces, face_records=records,
-                     notes=[n.replace(str(local), name) for n in result.notes], output_names=names, output_bytes=encoded,
-                     width=result.width, height=result.height, seconds=time.perf_counter() - start)
+    notes = [n.replace(str(local), name) for n in result.notes]
+    return RowResult(name, faces=result.faces, face_records=records, notes=notes, output_names=names,
+                     output_bytes=encoded, width=result.width, height=result.height,
+                     seconds=time.perf_counter() - start)
 
 
 def _columns(batch: Any) -> dict[str, list]:

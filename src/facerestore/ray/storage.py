@@ -74,6 +74,10 @@ class Location:
 
     def list_images(self) -> list[str]:
         """The image files directly in this folder (by extension, hidden ones skipped, sorted)."""
+        if not self.remote:
+            from facerestore.io.images import scan_inputs
+
+            return [str(p) for p in scan_inputs(self.path).files]
         from pyarrow import fs as pafs
 
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=False))
