@@ -95,6 +95,17 @@ class JournalStage(FaceRestore):
         return row
 
 
+class SlowJournalStage(JournalStage):
+    """Half a second per photo, as a real model takes (more): the driver is interrupted while
+    photos are still to do, not after the tiny model has done them all."""
+
+    def restore_row(self, path, data=None, stem=None):
+        import time
+
+        time.sleep(0.5)
+        return super().restore_row(path, data, stem)
+
+
 class DiesWhileWriting(JournalStage):
     """The first time it writes ``p01.png``'s results, the worker process dies part-way: one of
     the group's files is staged, none is renamed into place."""
@@ -257,7 +268,7 @@ def test_an_interrupted_driver_started_again_restores_only_what_is_missing(clust
     def interrupt(row, summary):
         raise KeyboardInterrupt
 
-    first = run_ray(paths, out, _options(checkpoint), settings, stage=JournalStage, on_row=interrupt)
+    first = run_ray(paths, out, _options(checkpoint), settings, stage=SlowJournalStage, on_row=interrupt)
     assert first.interrupted and first.restored == 1
     saved = json.loads((out / "summary-shard00000-of00001.json").read_text())
     assert saved["interrupted"] is True

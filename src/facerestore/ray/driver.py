@@ -194,6 +194,7 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
     # recorded as failed below) instead of failing the whole run.
     context.enable_progress_bars, context.max_errored_blocks = False, -1
     seen: set[str] = set()
+    cpus_free_before = ray.available_resources().get("CPU", 0.0)
     try:
         # Blocks of whole batches, enough for every actor to have work, few enough to keep the
         # driver's bookkeeping small on a million photos.
@@ -215,11 +216,13 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            # Stop the pool now: actors left running would go on writing while a restarted run
-            # restores the same photos.
+            # Stop the pool now (Ray Data kills its actors when the iteration ends early): actors
+            # left running would go on writing while a restarted run restores the same photos.
             close = getattr(batches, "close", None)
             if close is not None:
                 close()
+        if summary.interrupted:
+            _wait_for_release(ray, cpus_free_before)
     finally:
         context.enable_progress_bars, context.max_errored_blocks = saved
     if not summary.interrupted:
@@ -232,6 +235,15 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
             else:
                 summary.failed.append({"file": path, "error": f"{path}: lost: the workers restoring its batch "
                                                               f"died {settings.task_retries + 1} times"})
+
+
+def _wait_for_release(ray, cpus_free_before: float, timeout: float = 30.0) -> None:
+    """Wait until the killed actors have given their CPUs back, i.e. their processes are gone
+    and write nothing more (ray.kill returns before that). Bounded: on a busy shared cluster
+    other jobs may hold the CPUs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and ray.available_resources().get("CPU", 0.0) < cpus_free_before:
+        time.sleep(0.1)
 
 
 def _count(row: dict, summary: RayRunSummary) -> None:
