@@ -61,7 +61,8 @@ def main() -> int:
     reference = None
     print(f"{args.model} on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"torch {torch.__version__}, {len(faces)} faces per round, median of {args.runs}")
-    print(f"{'precision':>9}{'batch':>7}{'s/batch':>10}{'faces/s':>10}{'MiB/face':>10}{'max diff':>10}{'mean diff':>11}")
+    print(f"{'precision':>9}{'batch':>7}{'s/batch':>10}{'faces/s':>10}{'MiB/face':>10}{'max diff':>10}"
+          f"{'mean diff':>11}")
     for half in ([False, True] if args.half else [False]):
         for batch in args.batch:
             r = Restorer(model=args.model, detector="mtcnn", parser=None, device=device, batch_size=batch,
@@ -82,7 +83,7 @@ def main() -> int:
                             if device.type == "cuda" else float("nan"))
             if reference is None:
                 reference = out
-            diffs = [np.abs(a.astype(int) - b.astype(int)) for a, b in zip(out, reference)]
+            diffs = [np.abs(a.astype(int) - b.astype(int)) for a, b in zip(out, reference, strict=True)]
             name = str(r.dtype).replace("torch.", "")
             print(f"{name:>9}{batch:7d}{seconds * batch / len(faces):10.4f}{len(faces) / seconds:10.1f}"
                   f"{per_face_mib:10.0f}{max(d.max() for d in diffs):10d}{np.mean([d.mean() for d in diffs]):11.3f}")

@@ -31,10 +31,11 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -146,7 +147,7 @@ def run_official(case: Case, model: nn.Module, x: Tensor) -> tuple[Tensor, ...]:
     if case.batch == 1:
         return case.forward(model, x)
     outs = [case.forward(model, x[i:i + 1]) for i in range(case.batch)]  # one face at a time
-    return tuple(torch.cat(parts) for parts in zip(*outs))
+    return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
 
 
 # ----------------------------------------------------------------------------- timing
@@ -178,11 +179,12 @@ def time_case(case: Case, ref: nn.Module | None, ours: nn.Module, x: Tensor, war
                         "cpu_median_s": statistics.median(cpu[side]), "cpu_times_s": cpu[side]}
     if ref is not None:
         a, b = outputs["official"], outputs["ours"]
-        if len(a) != len(b) or any(p.shape != q.shape for p, q in zip(a, b)):
+        if len(a) != len(b) or any(p.shape != q.shape for p, q in zip(a, b, strict=True)):
             result["max_abs_diff"] = None
-            result["diff_note"] = f"output shapes differ: {[tuple(p.shape) for p in a]} vs {[tuple(q.shape) for q in b]}"
+            result["diff_note"] = (f"output shapes differ: {[tuple(p.shape) for p in a]} "
+                                   f"vs {[tuple(q.shape) for q in b]}")
         else:
-            result["max_abs_diff"] = max((p - q).abs().max().item() for p, q in zip(a, b))
+            result["max_abs_diff"] = max((p - q).abs().max().item() for p, q in zip(a, b, strict=True))
             result["max_abs_official"] = max(p.abs().max().item() for p in a)
         off, our = result["official"], result["ours"]
         result["ratio"] = off["median_s"] / our["median_s"]
@@ -313,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     print()
     print_table(results)
-    print(f"(seconds: median of >= {args.runs} interleaved runs (JSON: runs); off/ours > 1 means ours is faster; min: ratio "
-          f"of the fastest runs; cpu: ratio of median process CPU time; "
+    print(f"(seconds: median of >= {args.runs} interleaved runs (JSON: runs); off/ours > 1 means ours is faster; "
+          f"min: ratio of the fastest runs; cpu: ratio of median process CPU time; "
           f"load average {info['loadavg_1m']} -> {info['loadavg_1m_end']})")
     if args.json:
         Path(args.json).write_text(json.dumps({"bench": "forward-side-by-side", "runs": args.runs,

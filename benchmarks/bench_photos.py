@@ -233,7 +233,7 @@ def max_diff(a: dict, b: dict) -> dict[str, int]:
     for name in a:
         faces_a, img_a = a[name]
         faces_b, img_b = b[name]
-        face = max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(faces_a, faces_b))
+        face = max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(faces_a, faces_b, strict=True))
         diffs[name] = max(face, int(np.abs(img_a.astype(int) - img_b.astype(int)).max()))
         if len(faces_a) != len(faces_b) or img_a.shape != img_b.shape:
             diffs[name] = 255
@@ -261,7 +261,10 @@ def bench_detection(sides, photos: list[Path], runs: int) -> dict:
                     times[(side.name, "detect")].append(detect)
                 del raw
         a, b = (dets[s.name] for s in sides)
-        diff = float(np.abs(a - b).max()) if a.shape == b.shape and a.size else (0.0 if a.shape == b.shape else float("inf"))
+        if a.shape != b.shape:
+            diff = float("inf")
+        else:
+            diff = float(np.abs(a - b).max()) if a.size else 0.0
         results[path.name] = dict(shape=list(img.shape[:2]), faces=[len(a), len(b)], max_abs_diff=diff,
                                   **{f"{side}|{k}": statistics.median(v) for (side, k), v in times.items()})
     return results

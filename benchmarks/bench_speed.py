@@ -44,8 +44,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,9 +184,7 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
         sides["ours bf16"] = lambda: case.forward(half, xh)[0].float()
     result = {"input": list(x.shape), "batch": case.batch, "runs": args.runs, "notes": notes,
               "sides": time_sides(sides, case.batch, args.warmup, args.runs)}
-    del ref, ours, sides
-    gc.collect()
-    return result
+    return result  # the caller collects: the models go with this frame (the timed closures hold them)
 
 
 # ----------------------------------------------------------------------------- report
@@ -261,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = bench_case(by_name[name], official, args)
         except Exception as exc:
             results[name] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
+        gc.collect()  # free this case's models before the next one is built
         r = results[name]
         summary = r.get("skipped") or ", ".join(f"{k} {v['median_s']:.3f}s" for k, v in r["sides"].items())
         print(f"{name}: {summary}", flush=True)

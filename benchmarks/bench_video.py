@@ -23,6 +23,7 @@ weights file / zoo name that is on disk.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def flicker(path: Path, corners, face_size: int, upscale: float) -> float:
             img = cv2.cvtColor(f.to_ndarray(format="rgb24"), cv2.COLOR_RGB2BGR)
             lm = (template + corners[i]) * upscale
             crops.append(align.align_faces(img, [lm], 128)[0][0].astype(np.float64))
-    return float(np.mean([np.abs(b - a).mean() for a, b in zip(crops, crops[1:])]))
+    return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(crops)]))
 
 
 class NoFaces:

@@ -55,13 +55,17 @@ def main() -> int:
     import official
     official.import_all()
     from facerestore.train import degradations as ours_deg
-    from facerestore.train.dataset import (TEMPLATE_COMPONENTS_512, FFHQDataConfig, FFHQDegradationDataset,
-                                           save_component_file)
+    from facerestore.train.dataset import (
+        TEMPLATE_COMPONENTS_512,
+        FFHQDataConfig,
+        FFHQDegradationDataset,
+        save_component_file,
+    )
     tvf = sys.modules["torchvision.transforms.functional"]
     for n in ("rgb_to_grayscale", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue"):
         setattr(tvf, n, getattr(ours_deg, n))
-    import basicsr.data.degradations as D
-    D.cv2 = _Cv2IntQuality()
+    import basicsr.data.degradations as basicsr_degradations
+    basicsr_degradations.cv2 = _Cv2IntQuality()
     from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset as Official
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,11 +105,11 @@ def main() -> int:
                 key = f"{i:08d}"
                 ours.components = {f"{j:08d}": pristine[key]}  # the same boxes under our index
                 outs = []
-                for fn in (lambda: off[i], lambda: ours.make_sample(j)):
+                for make, index in ((off.__getitem__, i), (ours.make_sample, j)):
                     random.seed(s)
                     np.random.seed(s)
                     torch.manual_seed(s)
-                    outs.append(fn())
+                    outs.append(make(index))
                 a, b = outs
                 d_lq = (a["lq"] - b["lq"]).abs().max().item()
                 d_gt = (a["gt"] - b["gt"]).abs().max().item()

@@ -38,9 +38,9 @@ def _calls(case: str, model, inputs):
     if case == "RestoreFormer":
         return {"image": model(inputs)[0]}
     if case.startswith("RetinaFace"):
-        return dict(zip(("loc", "conf", "landmarks"), model(inputs)))
+        return dict(zip(("loc", "conf", "landmarks"), model(inputs), strict=True))
     if case == "ParseNet":
-        return dict(zip(("out_mask", "out_img"), model(inputs)))
+        return dict(zip(("out_mask", "out_img"), model(inputs), strict=True))
     if case == "ResNetArcFace":
         return {"embedding": model(inputs)}
     if case == "FacialComponentDiscriminator":

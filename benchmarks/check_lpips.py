@@ -2,7 +2,8 @@
 torchvision): the package's LPIPS class runs on a stand-in ``torchvision.models.vgg16`` whose
 ``features`` hold the same (random) VGG16 weights, with the released v0.1 linear layers.
 
-    pip download lpips==0.1.4 --no-deps -d /tmp/lpips_whl && cd /tmp/lpips_whl && python -m zipfile -e lpips-0.1.4-py3-none-any.whl x
+    pip download lpips==0.1.4 --no-deps -d /tmp/lpips_whl
+    (cd /tmp/lpips_whl && python -m zipfile -e lpips-0.1.4-py3-none-any.whl x)
     python benchmarks/check_lpips.py /tmp/lpips_whl/x
 
 Prints both distances for a few image pairs and their largest relative difference.

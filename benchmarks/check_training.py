@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from facerestore.train.config import config_from_dict
-from facerestore.train.trainer import GFPGANTrainer
+from facerestore.train.step import GFPGANTrainer
 
 
 def build_trainer(init: dict) -> GFPGANTrainer:
@@ -131,7 +131,7 @@ def check(out_dir: Path, with_float64: bool = False) -> float:
         print(f"{k:22s} {b:16.9g} {a:16.9g} {r:10.2e}")
     print(f"max relative difference of the losses: {worst:.2e}")
     if noises and after.get("noises"):
-        nd = max((x - y).abs().max().item() for x, y in zip(noises, after["noises"]))
+        nd = max((x - y).abs().max().item() for x, y in zip(noises, after["noises"], strict=True))
         print(f"StyleGAN noise: {len(noises)} maps (official {len(after['noises'])}), max abs diff {nd:.1e}")
     ours_nets = trainer.networks()
     init_key = {"net_g": "network_g", "net_g_ema": "network_g", "net_d": "network_d",

@@ -124,7 +124,8 @@ def main() -> None:
         rot, scale, shift, dist = rows[-1]
         print(f"| {name} | {rot:+.2f} | {scale:.2f} | {shift:.2f} | {dist:.2f} |")
     arr = np.abs(np.array(rows))
-    print("| mean (max) | " + " | ".join(f"{m:.2f} ({x:.2f})" for m, x in zip(arr.mean(0), arr.max(0))) + " |")
+    cells = (f"{m:.2f} ({x:.2f})" for m, x in zip(arr.mean(0), arr.max(0), strict=True))
+    print("| mean (max) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ import official  # noqa: E402  (makes basicsr importable without torchvision)
 
 official.setup()
 import cv2  # noqa: E402
-from scipy import linalg  # noqa: E402
 from basicsr.metrics.niqe import calculate_niqe  # noqa: E402
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils.color_util import bgr2ycbcr  # noqa: E402
+from scipy import linalg  # noqa: E402
 
 from _metric_images import synthetic_gt, synthetic_restored  # noqa: E402
 

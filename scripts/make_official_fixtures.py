@@ -225,7 +225,8 @@ class Maker:
         sd = sd if layout == "raw" else sd[layout]
         fresh = self.build(name)
         fresh.load_state_dict(sd, strict=True)
-        assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+        fresh_values, model_values = fresh.state_dict().values(), model.state_dict().values()
+        assert all(torch.equal(a, b) for a, b in zip(fresh_values, model_values, strict=True))
         return file
 
     # ------------------------------------------------------------------ network cases

@@ -16,6 +16,17 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, request) -> Path:
+    """A tiny, real GFPGANv1Clean weights file in the release layout (``stand_ins.write_tiny_checkpoint``),
+    with 512-px crops as the released models; a test module that sets ``TINY_FACE_SIZE = 64`` gets
+    64-px crops (the video tests: a 64-px forward costs ~1/16 of a 512-px one)."""
+    from stand_ins import write_tiny_checkpoint
+
+    size = getattr(request.module, "TINY_FACE_SIZE", 512)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights") / f"tiny_clean{size}.pth", size)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real test photos; tests using them skip where the folder is absent."""

@@ -11,29 +11,21 @@ from typing import Iterator
 
 import cv2
 import numpy as np
-import torch
-
-# A real GFPGANv1Clean (U-Net, CS-SFT, StyleGAN2 decoder) at 64x64 and 1/8 width: ~4 MB, fast on CPU.
-# The descriptor gives it 64x64 crops.
-TINY_CLEAN = dict(out_size=64, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.125,
-                  different_w=True, input_is_latent=True, sft_half=True)
-
 
 def write_tiny_checkpoint(folder: Path) -> Path:
-    from facerestore.archs.gfpgan import GFPGANv1Clean
+    """A real GFPGANv1Clean (U-Net, CS-SFT, StyleGAN2 decoder) at 64x64 and 1/8 width: ~4 MB, fast on
+    CPU; the descriptor gives it 64x64 crops."""
+    from stand_ins import write_tiny_checkpoint as write
 
-    torch.manual_seed(0)
-    path = folder / "tiny_clean.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY_CLEAN).state_dict()}, path)  # the release layout
-    return path
+    return write(folder / "tiny_clean.pth", out_size=64)
 
 
 def serve_config(checkpoint: Path, **changes):
     """Offline settings: the built-in MTCNN, no ParseNet (its weights are not here), no downloads."""
     from facerestore.serve import ServeConfig
 
-    return ServeConfig(models=[str(checkpoint)], detector="mtcnn", parser=None, allow_download=False,
-                       **changes)
+    return ServeConfig.build(models=[str(checkpoint)], detector="mtcnn", parser=None, allow_download=False,
+                             **changes)
 
 
 def png_bytes(width: int = 48, height: int = 40, channels: int = 3, seed: int = 0, noise: bool = True) -> bytes:

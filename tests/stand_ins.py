@@ -9,6 +9,21 @@ from torch import nn
 TINY_GFPGAN = dict(out_size=32, num_style_feat=32, narrow=1 / 16, num_mlp=2, input_is_latent=True,
                    different_w=True, sft_half=True)
 
+# Small but real: the U-Net, CS-SFT and StyleGAN2 decoder of v1.4 at 1/8 of the width (~4 MB at 512 px).
+TINY_CLEAN = dict(num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.125, different_w=True,
+                  input_is_latent=True, sft_half=True)
+
+
+def write_tiny_checkpoint(path, out_size: int = 512):
+    """A seeded TINY_CLEAN GFPGANv1Clean saved in the release layout (``params_ema``) at ``path``;
+    its descriptor gives it ``out_size`` crops. Returns ``path``. (The ``tiny_checkpoint`` fixture
+    in conftest.py; the serve tests call it directly.)"""
+    from facerestore.archs.gfpgan import GFPGANv1Clean
+
+    torch.manual_seed(0)
+    torch.save({"params_ema": GFPGANv1Clean(out_size=out_size, **TINY_CLEAN).state_dict()}, path)
+    return path
+
 
 def randomized(model: nn.Module, seed: int = 0) -> nn.Module:
     """Perturb every floating parameter and buffer so that zero-initialised biases and noise

@@ -13,20 +13,6 @@ import torch
 
 from facerestore import cli
 from facerestore.models import zoo
-from facerestore.archs.gfpgan import GFPGANv1Clean
-
-# Small but real: the U-Net, CS-SFT and StyleGAN2 decoder of v1.4 at a fraction of the width.
-TINY_CLEAN = dict(out_size=512, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.125,
-                  different_w=True, input_is_latent=True, sft_half=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = GFPGANv1Clean(**TINY_CLEAN)
-    path = tmp_path_factory.mktemp("weights") / "tiny_clean.pth"
-    torch.save({"params_ema": model.state_dict()}, path)
-    return path
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ from torch import nn
 
 from facerestore import cli
 from facerestore.archs.arcface import ResNetArcFace
-from facerestore.archs.gfpgan import GFPGANv1Clean
 from facerestore.face.detectors import load_detector
 from facerestore.face.sanity import implausibility, split_plausible
 from facerestore.models import ModelDescriptor, Purpose, zoo
@@ -32,8 +31,6 @@ BLAKE_LANDMARKS = [
 ]
 FACE_NET = ModelDescriptor("StandIn", Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
                            takes_noise=True)
-TINY_CLEAN = dict(out_size=512, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.125,
-                  different_w=True, input_is_latent=True, sft_half=True)
 
 
 class ColourShiftNet(nn.Module):
@@ -82,14 +79,6 @@ def arcface_file(tmp_path_factory) -> Path:
     net = ResNetArcFace("IRBlock", [2, 2, 2, 2], use_se=False)
     path = tmp_path_factory.mktemp("arcface") / "arcface_resnet18.pth"
     torch.save(net.state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny_clean.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY_CLEAN).state_dict()}, path)
     return path
 
 
@@ -149,7 +138,7 @@ def test_match_colour_refuses_mismatched_faces():
 
 
 def test_identity_score_and_min_identity_keep_the_input_face(blake, arcface_file):
-    kwargs = dict(upscale=1, detector=NoDetector(), parser=None, identity=str(arcface_file))
+    kwargs = dict(upscale=1, detector=NoDetector(), parser=None, identity_model=str(arcface_file))
     same = Restorer(model=IdentityFaceNet(), **kwargs).restore(blake, weight=1, landmarks=BLAKE_LANDMARKS)
     assert [f.identity for f in same.faces] == pytest.approx([1.0, 1.0], abs=1e-5)
 
@@ -173,7 +162,7 @@ def test_identity_score_and_min_identity_keep_the_input_face(blake, arcface_file
 
 
 def test_min_identity_can_step_down_the_weight(blake, arcface_file):
-    kwargs = dict(upscale=1, detector=NoDetector(), parser=None, identity=str(arcface_file))
+    kwargs = dict(upscale=1, detector=NoDetector(), parser=None, identity_model=str(arcface_file))
     full = Restorer(model=InvertNet(), **kwargs).restore(blake, weight=1, landmarks=BLAKE_LANDMARKS[:1])
     score = full.faces[0].identity
     threshold = (score + 1) / 2
@@ -209,13 +198,13 @@ def test_identity_score_agrees_with_the_deg_metric(arcface_file):
 def test_identity_unavailable_is_said_once_and_the_run_goes_on(blake, tmp_path, monkeypatch):
     monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # auto without --min-identity: nothing to say when absent
-        assert Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None,
-                        identity="auto").identity is None
-    with pytest.warns(UserWarning, match="identity scores are unavailable") as caught:
-        r = Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None, identity="auto",
+        warnings.simplefilter("error")  # the Restorer collects notes; it warns about nothing
+        quiet = Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None,
+                         identity_model="auto")
+        assert quiet.identity is None and quiet.notes == []  # auto without --min-identity: nothing to say
+        r = Restorer(model=IdentityFaceNet(), upscale=1, detector=NoDetector(), parser=None, identity_model="auto",
                      min_identity=0.5)
-    assert r.identity is None and sum("unavailable" in str(w.message) for w in caught) == 1
+    assert r.identity is None and sum("identity scores are unavailable" in n for n in r.notes) == 1
     result = r.restore(blake, landmarks=BLAKE_LANDMARKS)
     assert [f.identity for f in result.faces] == [None, None]
 

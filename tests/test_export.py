@@ -89,6 +89,24 @@ def test_cli_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert not (tmp_path / "tiny.txt").exists()
 
 
+def test_cli_export_takes_no_download_like_the_other_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    """Issue 14, finding 10: `export --no-download` was refused by the parser."""
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")  # never a download, whatever happens
+    asked = []
+    ensure = zoo.ensure_model_file
+
+    def recording(entry, *, allow_download=True, **kwargs):
+        asked.append(allow_download)
+        return ensure(entry, allow_download=allow_download, **kwargs)
+
+    monkeypatch.setattr(zoo, "ensure_model_file", recording)
+    assert cli.main(["export", "v1.4", str(tmp_path / "v14.onnx"), "--no-download"]) == 1
+    assert asked == [False] and "v1.4" in capsys.readouterr().err
+    assert not (tmp_path / "v14.onnx").exists()
+
+
 def test_onnxruntime_model_stands_in_for_the_module() -> None:
     from facerestore.export.onnx import OnnxRuntimeModel
     from facerestore.models.descriptor import describe

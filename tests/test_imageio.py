@@ -16,14 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from facerestore.io import headers
 from facerestore.io import images as imageio
 from facerestore.io.images import (
     ImageReadError,
     ImageWriteError,
     choose_output_ext,
-    compose_output,
     convert_bit_depth,
     from_float01,
+    from_pipeline,
+    is_grey,
     InputScan,
     OutputTooLargeError,
     check_output_pixels,
@@ -79,22 +81,22 @@ def test_rgb_png_is_bgr_like_cv2(tmp_path):
     assert img.pixels.shape == (9, 13, 3) and img.pixels.dtype == np.uint8
     np.testing.assert_array_equal(img.pixels, rgb[:, :, ::-1])
     np.testing.assert_array_equal(img.pixels, cv2.imread(str(path)))
-    assert (img.alpha, img.is_gray, img.bit_depth, img.format, img.ext) == (None, False, 8, "PNG", ".png")
+    assert (img.alpha, img.is_grey, img.bit_depth, img.format, img.ext) == (None, False, 8, "PNG", ".png")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_gray_stays_gray(tmp_path, dtype):
-    gray = _rand((8, 11), dtype)
-    path = write_image(tmp_path / "g.png", gray)
+def test_grey_stays_grey(tmp_path, dtype):
+    grey = _rand((8, 11), dtype)
+    path = write_image(tmp_path / "g.png", grey)
     img = read_image(path)
-    assert img.is_gray and img.alpha is None and img.pixels.dtype == dtype
+    assert img.is_grey and img.alpha is None and img.pixels.dtype == dtype
     assert img.bit_depth == (8 if dtype == np.uint8 else 16)
     for c in range(3):
-        np.testing.assert_array_equal(img.pixels[:, :, c], gray)
-    out = compose_output(img.pixels, img)
-    assert out.shape == gray.shape
-    np.testing.assert_array_equal(out, gray)
-    assert compose_output(img.pixels, img, keep_gray=False).shape == (8, 11, 3)
+        np.testing.assert_array_equal(img.pixels[:, :, c], grey)
+    out = from_pipeline(img.pixels, img)
+    assert out.shape == grey.shape
+    np.testing.assert_array_equal(out, grey)
+    assert from_pipeline(img.pixels, img, keep_grey=False).shape == (8, 11, 3)
 
 
 def test_rgba_keeps_alpha(tmp_path):
@@ -104,18 +106,18 @@ def test_rgba_keeps_alpha(tmp_path):
     img = read_image(path)
     np.testing.assert_array_equal(img.pixels, rgba[:, :, 2::-1])
     np.testing.assert_array_equal(img.alpha, rgba[:, :, 3])
-    out = compose_output(to_float01(img.pixels), img)  # float in, as from the model
+    out = from_pipeline(to_float01(img.pixels), img)  # float in, as from the model
     np.testing.assert_array_equal(out, cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
 
 
-def test_gray_alpha_and_bilevel(tmp_path):
+def test_grey_alpha_and_bilevel(tmp_path):
     la = _rand((6, 5, 2))
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
     img = read_image(tmp_path / "la.png")
-    assert img.is_gray
+    assert img.is_grey
     np.testing.assert_array_equal(img.pixels[:, :, 1], la[:, :, 0])
     np.testing.assert_array_equal(img.alpha, la[:, :, 1])
-    out = compose_output(img.pixels, img)  # gray + alpha -> BGRA with equal channels
+    out = from_pipeline(img.pixels, img)  # grey + alpha -> BGRA with equal channels
     assert out.shape == (6, 5, 4)
     np.testing.assert_array_equal(out[:, :, 0], out[:, :, 2])
     np.testing.assert_array_equal(out[:, :, 3], la[:, :, 1])
@@ -123,7 +125,7 @@ def test_gray_alpha_and_bilevel(tmp_path):
     bits = _rand((6, 9)) > 127
     Image.fromarray(bits).save(tmp_path / "b.png")
     img = read_image(tmp_path / "b.png")
-    assert img.is_gray and set(np.unique(img.pixels)) <= {0, 255}
+    assert img.is_grey and set(np.unique(img.pixels)) <= {0, 255}
     np.testing.assert_array_equal(img.pixels[:, :, 0] == 255, bits)
 
 
@@ -150,7 +152,7 @@ def test_cmyk_jpeg_becomes_bgr(tmp_path):
     with Image.open(tmp_path / "cmyk.jpg") as im:
         assert im.mode == "CMYK"
     img = read_image(tmp_path / "cmyk.jpg")
-    assert img.pixels.shape == (24, 40, 3) and not img.is_gray
+    assert img.pixels.shape == (24, 40, 3) and not img.is_grey
     assert np.abs(img.pixels.astype(int) - rgb[:, :, ::-1]).mean() < 4
 
 
@@ -160,28 +162,28 @@ def test_16bit_colour_round_trip_exact(tmp_path, ext, channels):
     data = _rand((9, 14, channels), np.uint16)
     path = write_image(tmp_path / f"deep{ext}", data)
     img = read_image(path)
-    assert img.bit_depth == 16 and img.pixels.dtype == np.uint16 and not img.is_gray
+    assert img.bit_depth == 16 and img.pixels.dtype == np.uint16 and not img.is_grey
     np.testing.assert_array_equal(img.pixels, data[:, :, :3])
     if channels == 4:
         np.testing.assert_array_equal(img.alpha, data[:, :, 3])
-    out = compose_output(img.pixels, img)
+    out = from_pipeline(img.pixels, img)
     np.testing.assert_array_equal(out, data)
     # ...and through the float pipeline, which must not lose the 16 bits either
-    np.testing.assert_array_equal(compose_output(to_float01(img.pixels), img), data)
+    np.testing.assert_array_equal(from_pipeline(to_float01(img.pixels), img), data)
     write_image(tmp_path / f"again{ext}", out)
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / f"again{ext}"), cv2.IMREAD_UNCHANGED), data)
 
 
-def test_16bit_gray_tiff_and_gray_alpha_png(tmp_path):
-    gray = _rand((5, 8), np.uint16)
-    img = read_image(write_image(tmp_path / "g16.tif", gray))
-    assert img.is_gray and img.bit_depth == 16
-    np.testing.assert_array_equal(compose_output(img.pixels, img), gray)
+def test_16bit_grey_tiff_and_grey_alpha_png(tmp_path):
+    grey = _rand((5, 8), np.uint16)
+    img = read_image(write_image(tmp_path / "g16.tif", grey))
+    assert img.is_grey and img.bit_depth == 16
+    np.testing.assert_array_equal(from_pipeline(img.pixels, img), grey)
 
     ga = _rand((5, 8, 2), np.uint16)  # PNG colour type 4 at 16 bits: Pillow alone would cut it to 8
     raw = b"".join(b"\x00" + ga[r].astype(">u2").tobytes() for r in range(5))
     img = read_image(_write(tmp_path / "ga16.png", _png(8, 5, 16, 4, raw)))
-    assert img.is_gray and img.bit_depth == 16
+    assert img.is_grey and img.bit_depth == 16
     np.testing.assert_array_equal(img.pixels[:, :, 0], ga[:, :, 0])
     np.testing.assert_array_equal(img.alpha, ga[:, :, 1])
 
@@ -192,26 +194,26 @@ def _tRNS(*values: int) -> bytes:
 
 
 @pytest.mark.parametrize("depth", [8, 16])
-def test_gray_colour_key_becomes_alpha_at_any_depth(tmp_path, depth):
-    # A tRNS colour key in a 16-bit gray PNG used to be dropped (8-bit gray and all RGB kept it).
+def test_grey_colour_key_becomes_alpha_at_any_depth(tmp_path, depth):
+    # A tRNS colour key in a 16-bit grey PNG used to be dropped (8-bit grey and all RGB kept it).
     dtype = np.uint16 if depth == 16 else np.uint8
-    gray = _rand((3, 4), dtype)
-    gray[0, 0], gray[1, 2] = 7, 7
-    raw = b"".join(b"\x00" + gray[r].astype(">u2" if depth == 16 else np.uint8).tobytes() for r in range(3))
+    grey = _rand((3, 4), dtype)
+    grey[0, 0], grey[1, 2] = 7, 7
+    raw = b"".join(b"\x00" + grey[r].astype(">u2" if depth == 16 else np.uint8).tobytes() for r in range(3))
     data = _png(4, 3, depth, 0, raw)
     data = data[:33] + _tRNS(7) + data[33:]  # after IHDR (8 + 25 bytes)
     img = read_image(_write(tmp_path / "key.png", data))
-    assert img.is_gray and img.bit_depth == depth
-    expected = np.where(gray == 7, 0, np.iinfo(dtype).max)
+    assert img.is_grey and img.bit_depth == depth
+    expected = np.where(grey == 7, 0, np.iinfo(dtype).max)
     np.testing.assert_array_equal(img.alpha, expected)
-    np.testing.assert_array_equal(img.pixels[:, :, 0], gray)
+    np.testing.assert_array_equal(img.pixels[:, :, 0], grey)
 
 
 def test_32bit_int_image_fitting_16_bits(tmp_path):
     values = _rand((4, 6), np.uint16).astype(np.int32)
     Image.fromarray(values, "I").save(tmp_path / "i32.tif")
     img = read_image(tmp_path / "i32.tif")
-    assert img.bit_depth == 16 and img.is_gray
+    assert img.bit_depth == 16 and img.is_grey
     np.testing.assert_array_equal(img.pixels[:, :, 0], values)
 
 
@@ -472,18 +474,18 @@ def test_float_helpers_round_trip_exactly():
         to_float01(np.zeros(3, np.int64))
 
 
-def test_compose_output_upscaled_with_alpha(tmp_path):
+def test_from_pipeline_upscaled_with_alpha(tmp_path):
     rgba = _rand((5, 6, 4))
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     img = read_image(tmp_path / "a.png")
     up = cv2.resize(img.pixels, (24, 20), interpolation=cv2.INTER_NEAREST)
-    out = compose_output(up, img)
+    out = from_pipeline(up, img)
     assert out.shape == (20, 24, 4) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[:, :, 3], cv2.resize(rgba[:, :, 3], (24, 20), interpolation=cv2.INTER_LINEAR))
-    given = np.full((20, 24), 0.5, np.float32)
-    assert (compose_output(up, img, alpha_upscaled=given)[:, :, 3] == 128).all()
+    given = np.full((20, 24), 128, np.uint8)  # the pipeline upscaled the alpha itself: that one is kept
+    assert (from_pipeline(np.dstack([up, given]), img)[:, :, 3] == 128).all()
     with pytest.raises(ValueError):
-        compose_output(up[:, :, 0], img)
+        from_pipeline(up[:, :, :2], img)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,9 +636,9 @@ def test_arithmetic_coded_jpeg_is_not_judged_by_the_huffman_bound():
     data = bytearray(_lying_jpeg())
     at = _sof_size_at(bytes(data))
     data[at - 4] = 0xC9
-    assert imageio._jpeg_shortfall(io.BytesIO(bytes(data))) is None
+    assert headers.jpeg_shortfall(io.BytesIO(bytes(data))) is None
     data[at - 4] = 0xC2  # the same header as progressive Huffman: refused
-    assert imageio._jpeg_shortfall(io.BytesIO(bytes(data))) == (9000, 9000)
+    assert headers.jpeg_shortfall(io.BytesIO(bytes(data))) == (9000, 9000)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -797,3 +799,46 @@ def test_scan_inputs_says_what_it_passes_over(tmp_path, monkeypatch):
     ]
     assert list_images(tmp_path) == scan.files
     assert scan_inputs(good[1]).files == [good[1]] and scan_inputs(good[1]).skipped == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the image contract: to_pipeline / from_pipeline / is_grey
+
+
+def test_to_pipeline_gives_bgr_or_bgra_in_the_inputs_depth(tmp_path):
+    rgba = _rand((5, 6, 4), np.uint16)
+    img = read_image(write_image(tmp_path / "a.png", rgba))
+    arr = imageio.to_pipeline(img)
+    assert arr.shape == (5, 6, 4) and arr.dtype == np.uint16
+    np.testing.assert_array_equal(arr, cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED))
+    plain = read_image(write_image(tmp_path / "b.png", rgba[:, :, :3]))
+    assert imageio.to_pipeline(plain) is plain.pixels
+
+
+def test_is_grey_tolerates_two_levels_scaled_for_16_bit():
+    base = _rand((6, 7))
+    near = np.dstack([base, base, np.clip(base.astype(int) + 2, 0, 255).astype(np.uint8)])
+    far = np.dstack([base, base, np.clip(base.astype(int) + 3, 0, 255).astype(np.uint8)])
+    assert is_grey(base) and is_grey(base[:, :, None]) and is_grey(near)
+    assert not is_grey(far)
+    assert is_grey(near.astype(np.uint16) * 257) and not is_grey(far.astype(np.uint16) * 257)
+
+
+def test_from_pipeline_keeps_the_kind_of_an_input_array():
+    grey = _rand((4, 5))
+    # (H, W, 1) is what a paste without faces gives for a grey background
+    assert from_pipeline(grey[:, :, None], grey).shape == (4, 5)
+    assert from_pipeline(grey[:, :, None], grey, keep_grey=False).shape == (4, 5, 3)
+    colour_grey = np.dstack([grey] * 3)
+    tinted = colour_grey.copy()
+    tinted[:, :, 2] = 255 - tinted[:, :, 2]  # the network's colours on a grey photo
+    out = from_pipeline(tinted, colour_grey)
+    assert out.shape == (4, 5, 3) and is_grey(out) and (out[:, :, 0] == out[:, :, 1]).all()
+    np.testing.assert_array_equal(from_pipeline(tinted, colour_grey, keep_grey=False), tinted)
+    sixteen = np.dstack([_rand((4, 5, 3), np.uint16), _rand((4, 5), np.uint16)])
+    eight = convert_bit_depth(sixteen, 8)
+    np.testing.assert_array_equal(from_pipeline(eight, sixteen), convert_bit_depth(eight, 16))  # 16 stays 16
+    no_alpha = from_pipeline(eight[:, :, :3], sixteen)  # a result without alpha gets the input's back
+    assert no_alpha.shape == (4, 5, 4)
+    np.testing.assert_array_equal(no_alpha[:, :, 3], sixteen[:, :, 3])
+    assert from_pipeline(eight, sixteen[:, :, :3]).shape == (4, 5, 3)  # no alpha in, none out

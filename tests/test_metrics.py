@@ -50,12 +50,15 @@ def _check_against(gt, restored, basicsr, authors, niqe_ref):
     for (crop, y), (p_ref, s_ref) in basicsr.items():
         assert psnr(gt, restored, crop, y) == pytest.approx(p_ref, rel=1e-10, abs=0)
         assert ssim(gt, restored, crop, y) == pytest.approx(s_ref, rel=0, abs=1e-10)
+    # The authors' colour match and NIQE reduce in float32, whose sums depend on the CPU's SIMD width
+    # (references made on a Zen 4; on an Intel Xeon PSNR moved 1e-6, NIQE 2e-5): 1e-5 / 1e-4 still pin the
+    # formula (a wrong crop, channel order or constant moves these by far more).
     for y, (p_ref, s_ref) in authors.items():
         p, s = _authors(gt, restored, y)
-        assert p == pytest.approx(p_ref, rel=1e-8, abs=0)
-        assert s == pytest.approx(s_ref, rel=0, abs=1e-8)
-    assert niqe(restored) == pytest.approx(niqe_ref["restored"], rel=1e-7)
-    assert niqe(gt) == pytest.approx(niqe_ref["gt"], rel=1e-7)
+        assert p == pytest.approx(p_ref, rel=1e-5, abs=0)
+        assert s == pytest.approx(s_ref, rel=0, abs=1e-5)
+    assert niqe(restored) == pytest.approx(niqe_ref["restored"], rel=1e-4)
+    assert niqe(gt) == pytest.approx(niqe_ref["gt"], rel=1e-4)
 
 
 def test_basicsr_reference_values_synthetic():

@@ -161,10 +161,13 @@ def test_landmarks_are_checked_not_reshaped():
         landmark_batch(np.full((5, 2), np.nan))
 
 
-def test_weight_none_is_a_clear_error(weights):
-    restorer = Restorer(model=weights["clean512"], detector="mtcnn", parser=None, allow_download=False)
+def test_weight_not_a_number_is_a_clear_error_and_none_means_the_options_weight(weights):
+    restorer = Restorer(model=weights["clean512"], detector="mtcnn", parser=None, allow_download=False, weight=0)
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="weight must be a number"):
-        restorer.enhance(np.zeros((64, 64, 3), np.uint8), landmarks=[LANDMARKS], weight=None)
+        restorer.enhance(img, landmarks=[LANDMARKS], weight="0.5")
+    cropped, restored, _ = restorer.enhance(img, landmarks=[LANDMARKS], weight=None)
+    assert np.array_equal(cropped[0], restored[0])  # the options' weight 0: the input face
 
 
 # --------------------------------------------------------------------------- results are never lost
@@ -184,7 +187,7 @@ def test_failed_rerun_keeps_the_earlier_results(weights, tmp_path, monkeypatch):
             row = np.concatenate([[40, 50, 120, 140, 0.99], LANDMARKS.ravel()]).astype(np.float32)
             return row[None]
 
-    restorer = Restorer.from_options(options.replace(detector=OneFace()))
+    restorer = Restorer(options, detector=OneFace())
     first = batch.run_batch([photo], out, options, restorer=restorer)
     assert first.succeeded == 1 and first.faces == 1
     before = _faces_of(out)
@@ -280,6 +283,6 @@ def test_half_precision_only_for_half_safe_networks(weights):
         def forward(self, x):
             return x, None
 
-    with pytest.warns(UserWarning, match="runs in fp32"):
-        restorer = Restorer(model=UnknownNet(), detector="mtcnn", parser=None, half=True, allow_download=False)
+    restorer = Restorer(model=UnknownNet(), detector="mtcnn", parser=None, half=True, allow_download=False)
     assert restorer.dtype == torch.float32
+    assert any("runs in fp32" in note for note in restorer.notes)

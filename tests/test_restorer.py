@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from facerestore.models import ModelDescriptor, Purpose
-from facerestore.pipeline.restorer import Restorer, is_grey
+from facerestore.io.images import is_grey
+from facerestore.pipeline.restorer import Restorer
 from stand_ins import FixedDetector, NoDetector
 
 # Hand-placed landmarks (RetinaFace order) on ../shared/data/photos/Blake_Lively.jpg.
@@ -272,3 +273,95 @@ def test_single_channel_layouts_and_dark_sixteen_bit(blake):
     dark = np.full((400, 600, 3), 200, np.uint16)
     out = _restorer(IdentityFaceNet()).enhance(dark, weight=0, landmarks=BLAKE_LANDMARKS[:1])[2]
     assert out.dtype == np.uint16 and out.max() < 1000  # 8-bit face precision: ±257, not x257
+
+
+# --------------------------------------------------------------------------- one configuration
+
+
+def test_options_are_the_only_configuration_and_overrides_win():
+    from facerestore.pipeline.options import RestoreOptions
+
+    given = RestoreOptions(upscale=3, weight=0.2, min_face=12)
+    r = Restorer(given, model=IdentityFaceNet(), detector=NoDetector(), parser=None, upscale=1)
+    assert r.options is not given and given.upscale == 3  # the caller's options are not changed
+    assert (r.upscale, r.options.weight, r.min_face) == (1, 0.2, 12)
+    face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    cropped, restored, _ = r.enhance(face, has_aligned=True)  # weight from the options
+    assert r.options.weight == 0.2 and restored[0].shape == cropped[0].shape
+    assert isinstance(Restorer(IdentityFaceNet(), detector=NoDetector(), parser=None).net, IdentityFaceNet)
+
+
+def test_overrides_are_checked_as_options_are():
+    from facerestore.pipeline.options import OptionsError
+
+    with pytest.raises(TypeError, match="upscle"):
+        _restorer(IdentityFaceNet(), upscle=2)
+    with pytest.raises(OptionsError, match="-s/--upscale"):
+        _restorer(IdentityFaceNet(), upscale=0.5)
+    with pytest.raises(OptionsError, match="--min-face"):
+        _restorer(IdentityFaceNet(), min_face=-1)
+    with pytest.raises(TypeError, match="twice"):
+        Restorer(IdentityFaceNet(), model=IdentityFaceNet())
+
+
+def test_none_is_read_once_in_validate():
+    r = Restorer(model=IdentityFaceNet(), detector=NoDetector(), parser="None", bg_upsampler="none",
+                 identity_model="NONE")
+    assert (r.options.parser, r.options.bg_upsampler, r.options.identity_model) == (None, None, None)
+    assert r.parser is None and r.upsampler is None and r.identity is None and r.notes == []
+
+
+def test_with_options_shares_the_networks_and_refuses_what_needs_loading():
+    r = _restorer(IdentityFaceNet(), upscale=1)
+    bigger = r.with_options(upscale=2, weight=1.0)
+    assert bigger.net is r.net and bigger.detector is r.detector and (bigger.upscale, r.upscale) == (2, 1)
+    with pytest.raises(ValueError, match="min_face"):
+        r.with_options(min_face=30)  # MTCNN builds its pyramid from it when loaded
+
+
+def test_the_video_pipeline_does_not_import_the_restorer():
+    import subprocess
+    import sys
+
+    code = ("import sys; from facerestore.pipeline.video import VideoOptions; VideoOptions().validate(); "
+            "print('facerestore.pipeline.restorer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # check_weight lives in options.py: no restorer <-> video cycle
+
+
+# ----------------------------------------------------------------------------- other face families
+class FidelityFaceNet(nn.Module):
+    """A stand-in with CodeFormer's call: records ``w``, returns a flat face of value ``w``."""
+
+    descriptor = ModelDescriptor("FidelityStandIn", Purpose.FACE_RESTORATION, input_size=512,
+                                 input_range=(-1.0, 1.0), takes_fidelity=True)
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[float, bool]] = []
+
+    def forward(self, x, w=0, adain=False):
+        self.calls.append((w, adain))
+        return torch.full_like(x, w), None, None
+
+
+def test_fidelity_weight_goes_into_the_network_without_blending(blake):
+    net = FidelityFaceNet()
+    r = _restorer(net)
+    result = r.restore(blake, weight=0.25, landmarks=BLAKE_LANDMARKS)
+    assert net.calls and set(net.calls) == {(0.25, True)}  # the official inference's adain=True
+    # not blended with the input face: every pixel is the network's ((0.25 + 1) / 2 * 255)
+    assert all(np.all(face == round(1.25 / 2 * 255)) for face in result.restored)
+    assert [rec.weight for rec in result.faces] == [0.25, 0.25]
+
+
+def test_a_256_px_gpen_gets_256_px_crops(blake):
+    from facerestore.archs.gpen import FullGenerator
+
+    torch.manual_seed(0)
+    net = FullGenerator(256, style_dim=16, n_mlp=1, channel_multiplier=1, narrow=0.0625).eval()
+    r = _restorer(net, upscale=1)
+    assert r.face_size == 256
+    cropped, restored, out = r.enhance(blake, weight=0.5, landmarks=BLAKE_LANDMARKS)
+    assert all(c.shape == (256, 256, 3) for c in cropped) and all(f.shape == (256, 256, 3) for f in restored)
+    assert out.shape == blake.shape

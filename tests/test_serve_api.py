@@ -127,13 +127,13 @@ def test_a_model_loads_once_when_many_threads_ask_at_once(checkpoint, monkeypatc
     from facerestore.serve.service import RestoreService
 
     calls = []
-    original = Restorer.from_options.__func__
+    original = Restorer.__init__
 
-    def counting(cls, options):
-        calls.append(options)
-        return original(cls, options)
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Restorer, "from_options", classmethod(counting))
+    monkeypatch.setattr(Restorer, "__init__", counting)
     service = RestoreService(serve_config(checkpoint))
     got = []
     threads = [threading.Thread(target=lambda: got.append(service.restorer(service.default_model, None)))
@@ -162,6 +162,7 @@ def test_models_health_ready_docs(client, checkpoint):
     info = client.get("/v1/models").json()
     assert info["default"] == checkpoint.stem
     assert info["models"][0] | {"loaded": True, "face_size": 64, "architecture": "GFPGANv1Clean"} == info["models"][0]
+    assert info["models"][0]["license"] == "Apache-2.0" and info["models"][0]["weight"].startswith("blend")
     assert info["bg_upsamplers"] == ["none"] and info["limits"]["max_upload_bytes"] == 256 * 1024
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
@@ -274,6 +275,16 @@ def test_request_shapes_that_are_refused(client):
     assert client.post("/v1/restore", files=many).status_code == 400
 
 
+def test_a_boundary_longer_than_the_parser_takes_is_400_not_500(client):
+    """Issue 14, finding 2: a boundary over 256 characters made the parser raise outside its
+    error handling: 500 and a traceback. Bad input is never a 5xx."""
+    boundary = "b" * 300
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+            f"x\r\n--{boundary}--\r\n").encode()
+    r = client.post("/v1/restore", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400 and "boundary" in r.json()["detail"], r.text
+
+
 def test_content_length_over_the_limit_is_413_before_reading(client):
     r = client.post("/v1/restore", content=b"x" * 10, headers={
         "content-type": "multipart/form-data; boundary=xx", "content-length": str(50 * 1024 * 1024)})
@@ -315,6 +326,21 @@ def test_cli_serve_flags_and_safe_defaults():
     config = config_from_args(args).validate()
     assert config.models == ["a.pth", "v1.3"] and config.max_upload_bytes == 5 * 1024 * 1024
     assert (config.max_concurrency, config.queue_size) == (2, 3)
+
+
+def test_cli_serve_names_bad_limits_in_the_units_of_their_flags(capsys):
+    """Issue 14, finding 10: `--max-upload-mb -1` was reported as -1048576 (bytes)."""
+    from facerestore import cli
+
+    assert cli.main(["serve", "--max-upload-mb", "-1", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-upload-mb" in err and "-1 MB" in err and "1048576" not in err
+    assert cli.main(["serve", "--upload-min-rate-kb", "-2", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--upload-min-rate-kb" in err and "-2 KB" in err and "2048" not in err
+    for flag in ("--upload-timeout", "--max-uploads"):
+        assert cli.main(["serve", flag, "0", "--port", "1"]) == 2
+        assert flag in capsys.readouterr().err
 
 
 def test_background_upsampler_on_and_off_share_every_network(checkpoint, tmp_path):

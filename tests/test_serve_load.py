@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -89,6 +90,23 @@ def test_limiter_times_out_but_keeps_the_slot_until_the_thread_ends():
             await asyncio.sleep(0.01)
         assert cleaned == ["queued", "slow"]
         assert await limiter.run(lambda: "next") == "next"  # the slot came back
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_limiter_bounds_uploads_apart_from_the_queue():
+    async def scenario():
+        limiter = JobLimiter(max_concurrency=1, queue_size=0, queue_timeout=1, job_timeout=1, max_uploads=2)
+        async with limiter.receiving(), limiter.receiving():
+            assert limiter.stats.uploading == 2 and limiter.stats.admitted == 0
+            with pytest.raises(Busy, match="uploads"):
+                async with limiter.receiving():
+                    pass
+            async with limiter.admit():  # a place in the queue is another matter
+                with pytest.raises(Busy, match="busy"):
+                    limiter.check_room()
+        assert limiter.stats.uploading == 0 and limiter.stats.peak_uploading == 2
         limiter.shutdown()
 
     asyncio.run(scenario())
@@ -225,6 +243,82 @@ def test_an_oversized_upload_is_refused_while_it_streams(checkpoint, tmp_path):
         print(f"oversized upload: 413 after sending {sent / 2**20:.1f} MiB of 64 MiB (reset: {refused_early})")
         assert refused_early or sent < 64 * 1024 * 1024
         conn.close()
+        assert list(tmp_path.iterdir()) == []
+
+
+def _stall(port: int, first_body_bytes: bytes = b"--") -> socket.socket:
+    """A POST whose headers promise a body of 100 kB, of which only ``first_body_bytes`` come."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /v1/restore HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000\r\n\r\n"
+              + first_body_bytes)
+    return s
+
+
+def _response_status(s) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        more = s.recv(4096)
+        if not more:
+            break
+        data += more
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else -1
+
+
+def test_stalled_uploads_hold_no_place_and_time_out(checkpoint, tmp_path):
+    """Issue 14, finding 1: nine connections that sent headers and two body bytes, then stopped,
+    held every place (--max-concurrency 1 + --queue 8), so everyone else got 503 for as long as
+    they stayed. A request now counts only once its body is complete, and a body that stops
+    coming (or trickles in slower than the minimum rate) is answered 408 and closed."""
+    app = create_app(serve_config(checkpoint, max_concurrency=1, queue_size=8, tmp_dir=tmp_path,
+                                  upload_timeout=3.0, upload_min_rate=1000))
+    limiter, service = app.state.limiter, app.state.service
+    restore, uploading_meanwhile = service.restore, []
+
+    def watched_restore(*args, **kwargs):
+        uploading_meanwhile.append(limiter.stats.uploading)
+        return restore(*args, **kwargs)
+
+    service.restore = watched_restore
+    with running_server(app) as base:
+        wait_ready(lambda path: _get(base, path))
+        port = int(base.rsplit(":", 1)[1])
+        start = time.monotonic()
+        stalled = [_stall(port) for _ in range(9)]
+        time.sleep(0.3)  # all nine are inside the app, waiting for their bodies
+        status, _, body = _post(base, png_bytes(40, 30), timeout=20)
+        assert status == 200, body
+        assert uploading_meanwhile == [9]  # restored while the nine were still there
+
+        trickle = _stall(port, b"")  # one byte every 0.1 s: never idle 3 s, but 10 B/s < 1000 B/s
+        trickle.settimeout(0.1)
+        trickle_start = time.monotonic()
+        status = -1
+        valid = b'--b0undary\r\nContent-Disposition: form-data; name="upscale"\r\n\r\n' + b"2" * 1000
+        for byte in valid:
+            if time.monotonic() - trickle_start > 8:
+                break
+            try:
+                trickle.sendall(bytes([byte]))
+            except OSError:  # the server closed it
+                break
+            try:
+                status = _response_status(trickle)
+                break
+            except TimeoutError:
+                continue
+        trickle.settimeout(10)
+        if status == -1:
+            status = _response_status(trickle)
+        assert status == 408 and time.monotonic() - trickle_start < 6
+
+        for s in stalled:
+            assert _response_status(s) == 408
+            s.close()
+        assert time.monotonic() - start < 8  # 3 s without a byte ends an upload
+        trickle.close()
+        stats = limiter.stats
+        assert stats.admitted == 0 and stats.peak_admitted == 1
         assert list(tmp_path.iterdir()) == []
 
 

@@ -12,25 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from facerestore import cli
-from facerestore.archs.gfpgan import GFPGANv1Clean
 from facerestore.models import zoo
 from facerestore.pipeline.options import OptionsError, RestoreOptions
 from facerestore.pipeline.shard import (Shard, already_complete, merge_summaries, parse_shard, shard_from_env,
                                         take_shard)
 
-TINY = dict(out_size=512, num_style_feat=32, channel_multiplier=1, num_mlp=1, narrow=0.0625,
-            different_w=True, input_is_latent=True, sft_half=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY).state_dict()}, path)
-    return path
 
 
 def _photos(folder: Path, n: int) -> list[Path]:
@@ -70,6 +58,16 @@ def test_shard_from_launcher_environment():
         shard_from_env({"RANK": "4", "WORLD_SIZE": "4"})
     with pytest.raises(OptionsError, match="--shard"):
         parse_shard("1-4")
+
+
+def test_a_rank_without_its_world_size_is_an_error_not_ignored():
+    """Issue 14, finding 10: RANK without WORLD_SIZE was ignored, so every process did every input."""
+    for env in ({"RANK": "1"}, {"RANK": "0"}, {"WORLD_SIZE": "4"}, {"SLURM_ARRAY_TASK_ID": "3"}):
+        with pytest.raises(OptionsError, match="--shard") as err:
+            shard_from_env(env)
+        assert all(key in str(err.value) for key in env)
+    # a single SLURM task (SLURM_PROCID=0 with no SLURM_NTASKS) is an ordinary, unsharded run
+    assert shard_from_env({"SLURM_PROCID": "0"}) is None
 
 
 def test_two_processes_split_a_folder(tiny_checkpoint, tmp_path):
@@ -138,6 +136,33 @@ def test_merge_reports_missing_and_interrupted_shards(tmp_path):
     total = merge_summaries(sorted(tmp_path.glob("s*.json")))
     assert (total["inputs"], total["restored"], total["faces"]) == (10, 8, 4)
     assert total["missing_shards"] == ["1/3"] and total["interrupted_shards"] == ["2/3"]
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    (json.dumps({"inputs": 3}), "'shard'"),
+    (json.dumps({"shard": "one of two"}), "'shard'"),
+    (json.dumps({"shard": "1/2", "inputs": "many"}), "'inputs'"),
+    (json.dumps({"shard": "1/2", "failed": [["a.png", "boom"]]}), "'failed'"),
+    (json.dumps({"shard": "1/2", "seconds": None}), "'seconds'"),
+])
+def test_summarize_names_a_corrupt_shard_summary_and_what_is_wrong(tmp_path, capsys, content, words):
+    """Issue 14, finding 9: a damaged summary gave `'shard'` or `'list' object has no attribute
+    'get'` without the file's name."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary-shard00000-of00002.json").write_text(json.dumps(
+        {"shard": "0/2", "inputs": 2, "restored": 2, "faces": 2, "failed": [], "interrupted": False}))
+    bad = out / "summary-shard00001-of00002.json"
+    bad.write_text(content)
+    assert cli.main(["summarize", str(out)]) == 1
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert str(bad) in text and words in text, text
+    total = json.loads((out / "summary.json").read_text())
+    assert total["inputs"] == 2 and total["missing_shards"] == ["1/2"]  # the good shard still counts
+    assert [u["file"] for u in total["unreadable"]] == [str(bad)]
 
 
 def test_an_aligned_face_is_complete_only_when_its_last_output_is_there(tmp_path):

@@ -15,7 +15,8 @@ yaml = pytest.importorskip("yaml")
 
 from facerestore.cli import main as cli_main  # noqa: E402
 from facerestore.train.config import ConfigError, config_from_dict, load_config  # noqa: E402
-from facerestore.train.trainer import GFPGANTrainer, run_training  # noqa: E402
+from facerestore.train.loop import run_training  # noqa: E402
+from facerestore.train.step import GFPGANTrainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "train_tiny.yml"

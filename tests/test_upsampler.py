@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facerestore.models.descriptor import ModelDescriptor, Purpose
 from facerestore.pipeline.upsampler import Upsampler
+
+
+def _sr_descriptor(scale: int) -> ModelDescriptor:
+    return ModelDescriptor("TestSR", Purpose.UPSCALING, scale=scale)
 
 
 class TinySR(nn.Module):
@@ -17,6 +22,7 @@ class TinySR(nn.Module):
 
     def __init__(self, scale: int, depth: int = 4, ch: int = 8):
         super().__init__()
+        self.descriptor = _sr_descriptor(scale)
         self.scale = scale
         self.unshuffle = {2: 2, 1: 4}.get(scale, 1)
         up = scale * self.unshuffle
@@ -36,7 +42,7 @@ class TinySR(nn.Module):
 class RedHalf(nn.Module):
     """Nearest x2 upsampling that halves the red (first, RGB) channel: exposes the channel order."""
 
-    scale = 2
+    descriptor = _sr_descriptor(2)
 
     def forward(self, x):
         y = F.interpolate(x, scale_factor=2, mode="nearest")
@@ -150,9 +156,20 @@ def test_pre_pad_only_touches_the_border():
     assert not np.array_equal(padded, plain)  # ...but the right / bottom border does change
 
 
-def test_scale_from_argument_or_attribute():
+def test_scale_comes_from_the_descriptor_only():
     conv = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2))
-    with pytest.raises(ValueError, match="scale"):
-        Upsampler(conv)
-    assert Upsampler(conv, scale=2).enhance(_img(9, 11)).shape == (18, 22, 3)
-    assert Upsampler(TinySR(4)).scale == 4
+    with pytest.raises(TypeError, match="descriptor"):
+        Upsampler(conv)  # an unknown network says what it is, or is refused
+    conv.descriptor = _sr_descriptor(2)
+    assert Upsampler(conv).enhance(_img(9, 11)).shape == (18, 22, 3)
+    disagreeing = TinySR(4)
+    disagreeing.scale = 2  # a stray attribute cannot disagree with what the network declares
+    assert Upsampler(disagreeing).scale == 4
+    with pytest.raises(ValueError, match="upsampler"):
+        Upsampler(_face_module())  # a face network is no upsampler
+
+
+def _face_module() -> nn.Module:
+    module = nn.Conv2d(3, 3, 1)
+    module.descriptor = ModelDescriptor("Face", Purpose.FACE_RESTORATION, input_size=64)
+    return module

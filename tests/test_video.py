@@ -15,22 +15,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 av = pytest.importorskip("av", reason='video tests need PyAV: pip install -e ".[test,video]"')
 
 from facerestore import cli  # noqa: E402
-from facerestore.archs.gfpgan import GFPGANv1Clean  # noqa: E402
 from facerestore.face import align  # noqa: E402
 from facerestore.io.video import VideoReadError, is_video, list_media, probe, sniff_video  # noqa: E402
 from facerestore.models import zoo  # noqa: E402
 from facerestore.pipeline.restorer import Restorer  # noqa: E402
-from facerestore.video import VideoOptions, restore_frames, restore_video  # noqa: E402
+from facerestore.pipeline.video import restore_frames  # noqa: E402
 
 W, H, FACE, FPS = 160, 120, 64, 12
 SAMPLE_RATE = 16000
-TINY = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.0625, different_w=True,
-            input_is_latent=True, sft_half=True)
+TINY_FACE_SIZE = 64  # the tiny_checkpoint fixture's crops: 64 px keeps the many frames fast
 
 
 # --------------------------------------------------------------------------- clips
@@ -161,14 +158,6 @@ def face() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny64_clean.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**TINY).state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory, face) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
     return {"plain": make_clip(folder / "clip.mp4", face)}
@@ -250,7 +239,7 @@ def test_smoothing_lowers_flicker_of_jittered_detections(clips, face, tiny_check
 def test_batched_frames_give_the_pixels_of_enhance(clips, face, tiny_checkpoint):
     frames = read_clip(clips["plain"])["frames"][:3]
     r = restorer_with(tiny_checkpoint, TemplateDetector(face))
-    from facerestore.video import TrackedFace
+    from facerestore.face.tracking import TrackedFace
 
     faces = [[TrackedFace(0, face_landmarks(*path_at(i)), True)] for i in range(3)]
     batched = restore_frames(r, frames, faces, 0.5)
@@ -348,6 +337,56 @@ def test_truncated_video_fails_clearly_and_writes_nothing(clips, face, tiny_chec
         r.enhance_video(src, out / "cut.mp4")
     assert sorted(p.name for p in out.iterdir()) == ["cut.mp4"]  # no temporary file left behind
     assert (out / "cut.mp4").read_bytes() == b"an earlier result"
+
+
+@pytest.mark.parametrize("audio", [True, False])
+def test_a_cut_mkv_is_reported_not_restored_short(face, tiny_checkpoint, tmp_path, capsys, audio):
+    """Issue 14, finding 7: an MKV has no frame index; cut at 50 % it gave 23 of 48 frames, exit 0
+    and "1/1 videos restored". Its header still gives the video's duration, which the frames
+    decoded must reach."""
+    whole = make_clip(tmp_path / "whole.mkv", face, frames=48, audio=audio)
+    src = tmp_path / "in" / "cut.mkv"
+    src.parent.mkdir()
+    src.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    r = restorer_with(tiny_checkpoint, TemplateDetector(face))
+    assert r.enhance_video(whole, tmp_path / "whole_out.mkv").frames == 48  # the whole file is fine
+    with pytest.raises(VideoReadError, match=r"of about 48 frames.*truncated"):
+        r.enhance_video(src, tmp_path / "cut_out.mkv")
+    assert not (tmp_path / "cut_out.mkv").exists()
+    out = tmp_path / "out"
+    code = cli.main(["restore", "-i", str(src), "-o", str(out), "--model", str(tiny_checkpoint),
+                     "--detector", "mtcnn", "--parser", "none", "--bg_upsampler", "none", "-s", "1",
+                     "--video-preset", "ultrafast"])
+    text = capsys.readouterr()
+    assert code == 1 and "cut.mkv" in text.err and "of about 48 frames" in text.err
+    assert "0/1 videos restored" in text.out and not any(p.is_file() for p in out.rglob("*"))
+    if audio:  # only the whole file's length known, and audio that may outlast the video: said, not refused
+        import dataclasses
+
+        from facerestore.io.video import VideoReader
+
+        reader = VideoReader(src, dataclasses.replace(probe(src), duration_of_container=True))
+        assert sum(1 for _ in reader) < 48 and "of about 48 frames" in reader.shortfall
+
+
+def test_odd_frame_sizes_are_padded_with_a_note(face, tiny_checkpoint, tmp_path):
+    """Issue 14, finding 8: a 101x77 clip at -s 1 came out 102x78 without a word (yuv420p needs
+    even sizes)."""
+    src = tmp_path / "odd.mkv"
+    with av.open(str(src), "w") as c:  # FFV1 holds odd sizes (x264 in yuv420p cannot)
+        v = c.add_stream("ffv1", rate=FPS)
+        v.width, v.height, v.pix_fmt = 101, 77, "yuv444p"
+        for i in range(3):
+            img = np.full((77, 101, 3), 40 * i, np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    notes = []
+    summary = restorer_with(tiny_checkpoint, TemplateDetector(face), upscale=1).enhance_video(
+        src, tmp_path / "odd_out.mp4", on_note=notes.append)
+    assert summary.size == (102, 78) and read_clip(tmp_path / "odd_out.mp4")["size"] == (102, 78)
+    assert any("101x77" in n and "102x78" in n and "yuv420p" in n for n in notes), notes
 
 
 def test_content_sniffing_finds_videos_whatever_their_names(clips, tmp_path, shared_data):

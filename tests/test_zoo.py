@@ -166,10 +166,83 @@ def test_zoo_table_is_consistent():
     names = [e.name.lower() for e in zoo.MODELS]
     assert len(names) == len(set(names))
     for entry in zoo.MODELS:
-        assert entry.url.startswith(("https://github.com/", "https://download.pytorch.org/models/"))
+        assert entry.url.startswith(("https://github.com/", "https://download.pytorch.org/models/",
+                                     "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/"))  # GPEN's README
+        assert entry.license, f"{entry.name}: no licence"
         assert entry.url.endswith("/" + entry.filename)
         assert entry.sha256 is None or len(entry.sha256) == 64
         assert zoo.find_entry(entry.name) is entry
         assert zoo.find_entry(entry.filename) is entry
     assert zoo.find_entry("1.4").name == "v1.4"
     assert zoo.find_entry("no-such-model") is None
+
+
+# ----------------------------------------------------------------------------- licence consent
+@pytest.fixture
+def no_consent(monkeypatch):
+    monkeypatch.delenv(zoo.ACCEPT_LICENSE_ENV, raising=False)
+    monkeypatch.setattr(zoo, "_accepted_licenses", set())
+    monkeypatch.setattr(zoo, "_noted_licenses", set())
+
+
+def _restricted(url: str) -> zoo.ModelEntry:
+    return _entry(url, name="nc-model", filename="nc.pth", aliases=("nc",), license=zoo.CODEFORMER_LICENSE)
+
+
+def test_restricted_licence_is_not_downloaded_without_consent(server, cache, no_consent):
+    before = _Handler.hits.get("/good-nc", 0)
+    with pytest.raises(zoo.LicenseConsentError, match="--accept-license nc-model") as info:
+        zoo.ensure_model_file(_restricted(f"{server}/good-nc"), progress=False)
+    assert zoo.ACCEPT_LICENSE_ENV in str(info.value) and "non-commercial" in str(info.value)
+    assert _Handler.hits.get("/good-nc", 0) == before  # not even a request
+    assert not (cache / "nc.pth").exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_consent_by_flag_or_environment_allows_the_download(server, cache, no_consent, monkeypatch, how):
+    if how == "flag":
+        zoo.accept_license("NC")  # an alias, any case, as --accept-license passes it
+    else:
+        monkeypatch.setenv(zoo.ACCEPT_LICENSE_ENV, "other, nc-model")
+    path = zoo.ensure_model_file(_restricted(f"{server}/good-nc-{how}"), progress=False)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_consent_for_another_model_does_not_count(server, cache, no_consent, monkeypatch):
+    monkeypatch.setenv(zoo.ACCEPT_LICENSE_ENV, "codeformer")
+    with pytest.raises(zoo.LicenseConsentError):
+        zoo.ensure_model_file(_restricted(f"{server}/good-nc"), progress=False)
+
+
+def test_permissive_licence_needs_no_consent(server, cache, no_consent):
+    entry = _entry(f"{server}/good-apache", license="Apache-2.0")
+    assert zoo.ensure_model_file(entry, progress=False).read_bytes() == PAYLOAD
+
+
+def test_restricted_models_in_the_zoo_need_consent() -> None:
+    for name in ("codeformer", "gpen-bfr-512", "gpen-bfr-256"):
+        assert zoo.needs_consent(zoo.find_entry(name)), name
+    for name in ("v1.4", "restoreformer++", "RestoreFormer"):
+        assert not zoo.needs_consent(zoo.find_entry(name)), name
+
+
+def test_licence_note_is_printed_once(no_consent, capsys) -> None:
+    zoo.note_license("codeformer", zoo.CODEFORMER_LICENSE)
+    zoo.note_license("codeformer", zoo.CODEFORMER_LICENSE)
+    zoo.note_license("v1.4", "Apache-2.0")
+    err = capsys.readouterr().err
+    assert err.count("S-Lab License 1.0") == 1 and "v1.4" not in err
+
+
+def test_restore_cli_refuses_a_restricted_model_without_consent(cache, no_consent, tmp_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from facerestore.cli import main
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "in.png")
+    code = main(["restore", "-i", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", "codeformer",
+                 "--bg_upsampler", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--accept-license codeformer" in err and "non-commercial" in err
+    assert not (cache / "codeformer.pth").exists()

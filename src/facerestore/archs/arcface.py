@@ -8,7 +8,7 @@ Parameter names follow the official state dict (``conv1``, ``bn1``, ``prelu``, `
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

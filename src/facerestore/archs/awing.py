@@ -85,10 +85,10 @@ class HourGlass(nn.Module):
             self.add_module(f"b3_{level}", ConvBlock(256, 256))
 
     def _level(self, level: int, x: torch.Tensor) -> torch.Tensor:
-        up = self._modules[f"b1_{level}"](x)
-        low = self._modules[f"b2_{level}"](F.avg_pool2d(x, 2, stride=2))
-        low = self._level(level - 1, low) if level > 1 else self._modules["b2_plus_1"](low)
-        low = self._modules[f"b3_{level}"](low)
+        up = self.get_submodule(f"b1_{level}")(x)
+        low = self.get_submodule(f"b2_{level}")(F.avg_pool2d(x, 2, stride=2))
+        low = self._level(level - 1, low) if level > 1 else self.get_submodule("b2_plus_1")(low)
+        low = self.get_submodule(f"b3_{level}")(low)
         return up + F.interpolate(low, scale_factor=2, mode="nearest")
 
     def forward(self, x: torch.Tensor, heatmap: torch.Tensor | None) -> torch.Tensor:
@@ -98,6 +98,8 @@ class HourGlass(nn.Module):
 class AWingFAN(nn.Module):
     def __init__(self, num_modules: int = 4, num_landmarks: int = 98) -> None:
         super().__init__()
+        if num_modules < 1:
+            raise ValueError(f"AWingFAN needs at least one hourglass module, got num_modules={num_modules}")
         self.num_modules = num_modules
         self.conv1 = CoordConv(256, 3, 64, boundary=False, kernel_size=7, stride=2, padding=3)
         self.bn1 = nn.BatchNorm2d(64)
@@ -120,10 +122,11 @@ class AWingFAN(nn.Module):
         previous = self.conv4(self.conv3(x))
         heat = None
         for i in range(self.num_modules):
-            hg = self._modules[f"m{i}"](previous, heat)
-            ll = self._modules[f"top_m_{i}"](hg)
-            ll = F.relu(self._modules[f"bn_end{i}"](self._modules[f"conv_last{i}"](ll)))
-            heat = self._modules[f"l{i}"](ll)
+            hg = self.get_submodule(f"m{i}")(previous, heat)
+            ll = self.get_submodule(f"top_m_{i}")(hg)
+            ll = F.relu(self.get_submodule(f"bn_end{i}")(self.get_submodule(f"conv_last{i}")(ll)))
+            heat = self.get_submodule(f"l{i}")(ll)
             if i < self.num_modules - 1:
-                previous = previous + self._modules[f"bl{i}"](ll) + self._modules[f"al{i}"](heat)
+                previous = previous + self.get_submodule(f"bl{i}")(ll) + self.get_submodule(f"al{i}")(heat)
+        assert heat is not None  # num_modules >= 1, checked in __init__
         return heat

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,15 +20,17 @@ class ConvLayer(nn.Sequential):
     Downsampling is a FIR blur + stride-2 conv (``resample_kernel`` taps, original StyleGAN2) or,
     with ``resample_kernel=None``, bilinear interpolation + stride-1 conv (GFPGANBilinear). The
     conv carries the bias only when there is no activation (else the activation holds it).
-    Entries: ``[0|1].weight`` (conv, index 1 after a downsampler), ``[1|2].bias``.
+    Entries: ``[0|1].weight`` (conv, index 1 after a downsampler), ``[1|2].bias``; with
+    ``stored_blur`` (GPEN) also the blur's ``0.kernel``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
-                 resample_kernel: Sequence[float] | None = (1, 3, 3, 1), bias: bool = True, activate: bool = True):
+                 resample_kernel: Sequence[float] | None = (1, 3, 3, 1), bias: bool = True, activate: bool = True,
+                 stored_blur: bool = False):
         layers: list[nn.Module] = []
         stride, padding = 1, kernel_size // 2
         if downsample and resample_kernel is not None:
-            layers.append(blur_for_downsample(resample_kernel, kernel_size))
+            layers.append(blur_for_downsample(resample_kernel, kernel_size, stored_blur))
             stride, padding = 2, 0
         elif downsample:
             layers.append(nn.Upsample(scale_factor=0.5, mode="bilinear", align_corners=False))

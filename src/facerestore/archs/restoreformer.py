@@ -152,8 +152,10 @@ class MultiHeadEncoder(nn.Module):
     features the decoder cross-attends to (None without a middle section)."""
 
     def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, attn_levels: set[int],
-                 dropout: float, in_channels: int, z_out: int, enable_mid: bool, head_size: int) -> None:
+                 dropout: float, in_channels: int, z_out: int, enable_mid: bool, head_size: int,
+                 kept_levels: frozenset[int] = frozenset()) -> None:
         super().__init__()
+        self.kept_levels = kept_levels  # levels whose output (before downsampling) the decoder reads
         self.conv_in = nn.Conv2d(in_channels, ch, 3, 1, 1)
         self.down = nn.ModuleList()
         block_in = ch
@@ -170,20 +172,24 @@ class MultiHeadEncoder(nn.Module):
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, z_out, 3, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str | int, torch.Tensor]]:
+        """Returns the latent and the features the decoder reads: ``"block_1"`` / ``"mid"`` (after
+        the middle's first block / the whole middle) and, by level index, ``kept_levels`` outputs."""
         h = self.conv_in(x)
-        for level in self.down:
+        skips: dict[str | int, torch.Tensor] = {}
+        for i, level in enumerate(self.down):
             for j, block in enumerate(level.block):
                 h = block(h)
                 if len(level.attn):
                     h = level.attn[j](h)
+            if i in self.kept_levels:
+                skips[i] = h
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
-        skips = None
         if self.mid is not None:
-            after_block_1 = self.mid.block_1(h)
-            h = self.mid.block_2(self.mid.attn_1(after_block_1))
-            skips = (after_block_1, h)
+            skips["block_1"] = self.mid.block_1(h)
+            h = self.mid.block_2(self.mid.attn_1(skips["block_1"]))
+            skips["mid"] = h
         return self.conv_out(F.silu(self.norm_out(h), inplace=True)), skips
 
 
@@ -211,15 +217,19 @@ class MultiHeadDecoderTransformer(nn.Module):
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, 1, 1)
 
-    def forward(self, z: torch.Tensor, skips: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, skips: dict[str | int, torch.Tensor]) -> torch.Tensor:
         h = self.conv_in(z)
         if self.mid is not None:
-            h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h), skips[1]))
-        for level in reversed(self.up):
+            h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h), skips["mid"]))
+        lowest = len(self.up) - 1
+        for i in reversed(range(len(self.up))):
+            level = self.up[i]
             for j, block in enumerate(level.block):
                 h = block(h)
-                if len(level.attn):  # only the lowest level (checked in RestoreFormer)
-                    h = level.attn[j](h, skips[0])
+                if len(level.attn):
+                    # the lowest level reads the middle's first block (checked in RestoreFormer),
+                    # RestoreFormer++'s extra levels the encoder's output at the same level
+                    h = level.attn[j](h, skips["block_1"] if i == lowest else skips[i])
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h), inplace=True))
@@ -230,7 +240,8 @@ class RestoreFormer(nn.Module):
     forward returns (the second slot is unused). Constructor arguments are the official ones.
 
     ``resolution`` only decides, with ``attn_resolutions``, which levels get attention.
-    ``fix_*`` freeze parts for training (requires_grad only).
+    ``fix_*`` freeze parts for training (requires_grad only). ``ex_multi_scale_num`` (RestoreFormer++,
+    0 here) adds decoder attention at a larger scale, cross-attending to the encoder's output there.
     """
 
     channels_last = False  # NHWC activations on CPU: faster, not bit-exact (archs.ops.use_channels_last)
@@ -254,6 +265,7 @@ class RestoreFormer(nn.Module):
         fix_codebook: bool = True,
         fix_encoder: bool = False,
         head_size: int = 8,
+        ex_multi_scale_num: int = 0,
     ) -> None:
         super().__init__()
         num_levels = len(ch_mult)
@@ -264,9 +276,18 @@ class RestoreFormer(nn.Module):
                 f"({resolution // 2 ** (num_levels - 1)}) and with enable_mid=True, as the official forward")
         if double_z:
             raise ValueError("double_z=True cannot run: quant_conv expects z_channels inputs")
+        decoder_resolutions = list(attn_resolutions)
+        for _ in range(ex_multi_scale_num):
+            # as the official loop: each pass replaces the extra scale by twice the last one, so
+            # 1 gives [16, 32] and 2 gives [16, 64] (not [16, 32, 64])
+            decoder_resolutions = [decoder_resolutions[0], decoder_resolutions[-1] * 2]
+        decoder_levels = {i for i in range(num_levels) if resolution // 2**i in decoder_resolutions}
+        if decoder_levels - attn_levels - set(range(num_levels - 1)):
+            raise ValueError(f"decoder attention at {decoder_resolutions} needs the lowest level's middle section")
         self.encoder = MultiHeadEncoder(ch, ch_mult, num_res_blocks, attn_levels, dropout, in_channels,
-                                        z_channels, enable_mid, head_size)
-        self.decoder = MultiHeadDecoderTransformer(ch, out_ch, ch_mult, num_res_blocks, attn_levels,
+                                        z_channels, enable_mid, head_size,
+                                        kept_levels=frozenset(decoder_levels - {num_levels - 1}))
+        self.decoder = MultiHeadDecoderTransformer(ch, out_ch, ch_mult, num_res_blocks, decoder_levels,
                                                    dropout, z_channels, enable_mid, head_size)
         self.quantize = VectorQuantizer(n_embed, embed_dim, beta=0.25)
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)

@@ -94,6 +94,11 @@ class Bottleneck(nn.Module):
 class ResNet50Body(nn.Module):
     """ResNet-50 without avgpool/fc; returns layer2 / layer3 / layer4 (strides 8 / 16 / 32)."""
 
+    layer1: nn.Sequential  # added in __init__ by name, in a loop
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, blocks: tuple[int, int, int, int] = (3, 4, 6, 3)) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -101,7 +106,7 @@ class ResNet50Body(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         c_in = 64
-        for i, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512))):
+        for i, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
             stride = 1 if i == 0 else 2
             layer = [Bottleneck(c_in, width, stride)]
             c_in = width * Bottleneck.expansion
@@ -192,8 +197,8 @@ class RetinaFace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pyramid = self.fpn(self.body(x))
-        feats = [ssh(p) for ssh, p in zip((self.ssh1, self.ssh2, self.ssh3), pyramid)]
-        loc = torch.cat([head(f) for head, f in zip(self.BboxHead, feats)], dim=1)
-        logits = torch.cat([head(f) for head, f in zip(self.ClassHead, feats)], dim=1)
-        landmarks = torch.cat([head(f) for head, f in zip(self.LandmarkHead, feats)], dim=1)
+        feats = [ssh(p) for ssh, p in zip((self.ssh1, self.ssh2, self.ssh3), pyramid, strict=True)]
+        loc = torch.cat([head(f) for head, f in zip(self.BboxHead, feats, strict=True)], dim=1)
+        logits = torch.cat([head(f) for head, f in zip(self.ClassHead, feats, strict=True)], dim=1)
+        landmarks = torch.cat([head(f) for head, f in zip(self.LandmarkHead, feats, strict=True)], dim=1)
         return loc, F.softmax(logits, dim=-1), landmarks

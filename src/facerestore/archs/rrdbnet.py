@@ -35,7 +35,8 @@ class ResidualDenseBlock(nn.Module):
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
             nn.init.kaiming_normal_(conv.weight)
             conv.weight.data.mul_(0.1)
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Activations and the residual run in place on fresh conv outputs (their backward does

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from .ops import FusedLeakyReLU, fast_layout, fused_leaky_relu, mul_into, scale_shift_into, upfirdn2d, wide
 
 # Channels per resolution at channel_multiplier=1, narrow=1.
-BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16, 2048: 8}
 
 
 def stylegan_channels(channel_multiplier: float = 2, narrow: float = 1) -> dict[int, int]:
@@ -88,39 +88,41 @@ class ScaledLeakyReLU(nn.Module):
 class UpFirDn(nn.Module):
     """``upfirdn2d`` with a fixed separable FIR kernel built from 1-D taps (normalised, times up^2).
 
-    The kernel is a non-persistent buffer: it follows ``.to()`` but is not in the state dict,
-    matching the official checkpoints, which do not store it.
+    The kernel is a non-persistent buffer by default: it follows ``.to()`` but is not in the state
+    dict, matching the basicsr / GFPGAN checkpoints, which do not store it. GPEN's checkpoints do
+    store it (``persistent=True``), and then the stored kernel is the one used.
     """
 
     def __init__(self, taps: Sequence[float], up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),
-                 gain: float = 1):
+                 gain: float = 1, persistent: bool = False):
         super().__init__()
         k = torch.tensor(taps, dtype=torch.float32)
         k = k[:, None] * k[None, :]
-        self.register_buffer("kernel", k / k.sum() * gain, persistent=False)
+        self.register_buffer("kernel", k / k.sum() * gain, persistent=persistent)
         self.up, self.down, self.pad = up, down, pad
 
     def forward(self, x: Tensor) -> Tensor:
         return upfirdn2d(x, self.kernel, self.up, self.down, self.pad)
 
 
-def blur_for_upsample(taps: Sequence[float], conv_kernel_size: int) -> UpFirDn:
+def blur_for_upsample(taps: Sequence[float], conv_kernel_size: int, persistent: bool = False) -> UpFirDn:
     """The blur that follows a stride-2 transposed conv of size ``conv_kernel_size``."""
     p = len(taps) - 2 - (conv_kernel_size - 1)
-    return UpFirDn(taps, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4)
+    return UpFirDn(taps, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4, persistent=persistent)
 
 
-def blur_for_downsample(taps: Sequence[float], conv_kernel_size: int) -> UpFirDn:
+def blur_for_downsample(taps: Sequence[float], conv_kernel_size: int, persistent: bool = False) -> UpFirDn:
     """The blur that precedes a stride-2 conv of size ``conv_kernel_size``."""
     p = len(taps) - 2 + (conv_kernel_size - 1)
-    return UpFirDn(taps, pad=((p + 1) // 2, p // 2))
+    return UpFirDn(taps, pad=((p + 1) // 2, p // 2), persistent=persistent)
 
 
-def upsample_2x(taps: Sequence[float] | None, interpolation_mode: str = "bilinear") -> nn.Module:
+def upsample_2x(taps: Sequence[float] | None, interpolation_mode: str = "bilinear",
+                persistent: bool = False) -> nn.Module:
     """2x upsampling of RGB skips: FIR (``taps``) or interpolation (``taps=None``)."""
     if taps is not None:
         p = len(taps) - 2
-        return UpFirDn(taps, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4)
+        return UpFirDn(taps, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4, persistent=persistent)
     return nn.Upsample(scale_factor=2, mode=interpolation_mode,
                        align_corners=None if interpolation_mode == "nearest" else False)
 
@@ -149,13 +151,14 @@ class ModulatedConv2d(nn.Module):
     """Conv whose weights are scaled per sample by the style (and optionally demodulated); no bias.
 
     ``sample_mode``: None, 'upsample' or 'downsample' (2x). See the module docstring for
-    ``equalized`` and ``resample_kernel``.
+    ``equalized`` and ``resample_kernel``. ``stored_blur``: GPEN's layout, where the FIR blur is
+    named ``blur`` and its kernel is in the state dict (basicsr: ``smooth``, not stored).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
                  demodulate: bool = True, sample_mode: str | None = None, eps: float = 1e-8, *,
                  equalized: bool = True, resample_kernel: Sequence[float] | None = None,
-                 interpolation_mode: str = "bilinear"):
+                 interpolation_mode: str = "bilinear", stored_blur: bool = False):
         super().__init__()
         if sample_mode not in (None, "upsample", "downsample"):
             raise ValueError(f"sample_mode must be None, 'upsample' or 'downsample', got {sample_mode!r}")
@@ -168,10 +171,11 @@ class ModulatedConv2d(nn.Module):
         self.modulation = _style_linear(num_style_feat, in_channels, equalized)
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size)
                                    * (1.0 if equalized else 1 / math.sqrt(fan_in)))
+        self._blur_name = "blur" if stored_blur else "smooth"
         if resample_kernel is not None and sample_mode == "upsample":
-            self.smooth = blur_for_upsample(resample_kernel, kernel_size)
+            self.add_module(self._blur_name, blur_for_upsample(resample_kernel, kernel_size, stored_blur))
         elif resample_kernel is not None and sample_mode == "downsample":
-            self.smooth = blur_for_downsample(resample_kernel, kernel_size)
+            self.add_module(self._blur_name, blur_for_downsample(resample_kernel, kernel_size, stored_blur))
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         """x: (B, Cin, H, W), style: (B, num_style_feat) -> (B, Cout, H', W').
@@ -219,9 +223,10 @@ class ModulatedConv2d(nn.Module):
         if self.resample_kernel is not None and self.sample_mode == "upsample":
             cout, cin = weight.shape[0] // groups, weight.shape[1]
             weight = weight.view(groups, cout, cin, k, k).transpose(1, 2).reshape(groups * cin, cout, k, k)
-            return self.smooth(F.conv_transpose2d(x, weight, stride=2, groups=groups))
+            blur = getattr(self, self._blur_name)
+            return blur(F.conv_transpose2d(x, weight, stride=2, groups=groups))
         if self.resample_kernel is not None and self.sample_mode == "downsample":
-            return F.conv2d(self.smooth(x), weight, stride=2, groups=groups)
+            return F.conv2d(getattr(self, self._blur_name)(x), weight, stride=2, groups=groups)
         if self.sample_mode is not None:
             align = None if self.interpolation_mode == "nearest" else False
             x = F.interpolate(x, scale_factor=2 if self.sample_mode == "upsample" else 0.5,

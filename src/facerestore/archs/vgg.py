@@ -7,7 +7,8 @@ the losses use only the features). Layer names (``conv1_2``, ``relu3_4``, ...) f
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,8 @@ def vgg_features(cfg: Sequence[int | str], init: Callable[[nn.Conv2d], None] | N
 
 def _torchvision_init(conv: nn.Conv2d) -> None:
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    nn.init.zeros_(conv.bias)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 def vgg19_layer_names() -> list[str]:
@@ -70,6 +72,9 @@ class VGGFeatureExtractor(nn.Module):
     """Features of the named VGG19 layers, with BasicSR's input handling: ``range_norm`` maps
     [-1, 1] to [0, 1], ``use_input_norm`` applies the ImageNet mean/std. The network is frozen."""
 
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
+
     def __init__(self, layer_names: Sequence[str], use_input_norm: bool = True, range_norm: bool = False,
                  vgg: VGG19 | None = None):
         super().__init__()
@@ -86,7 +91,7 @@ class VGGFeatureExtractor(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "VGGFeatureExtractor":
+    def train(self, mode: bool = True) -> VGGFeatureExtractor:
         super().train(mode)
         self.vgg.eval()  # no dropout/BN here, but keep it evaluation-only like the official
         return self
@@ -97,7 +102,7 @@ class VGGFeatureExtractor(nn.Module):
         if self.use_input_norm:
             x = (x - self.mean) / self.std
         out = {}
-        for i, layer in enumerate(self.vgg.features[:self.last + 1]):
+        for i, layer in enumerate(itertools.islice(self.vgg.features, self.last + 1)):
             x = layer(x)
             if i in self.index:
                 out[self.index[i]] = x

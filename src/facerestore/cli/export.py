@@ -20,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="example height/width to trace with (upscalers; default 64; faces use their input size)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--no-download", action="store_true", help="never download model files")
     p.set_defaults(func=run)
 
 
@@ -36,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
     problem = output_file_problem(args.output, "output")
     if problem:
         raise ValueError(problem)
-    model = load_model(args.model)
+    model = load_model(args.model, allow_download=not args.no_download)
     print(export_onnx(model, args.output, size=args.size, opset=args.opset, check=not args.no_check))
     return 0

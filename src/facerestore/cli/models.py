@@ -11,6 +11,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "Files live in $FACERESTORE_HOME (default ~/.cache/facerestore).")
     p.add_argument("--download", nargs="+", metavar="NAME", help="download these models now")
     p.add_argument("--verify", action="store_true", help="re-hash every present file against its sha256")
+    p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
+                   help="accept the licence of model NAME (non-commercial or unstated licences are never "
+                        "downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME)")
     p.set_defaults(func=run)
 
 
@@ -22,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models import zoo
 
     status = 0
+    zoo.accept_license(*args.accept_license)
     for name in args.download or ():
         entry = zoo.find_entry(name)
         if entry is None:
@@ -39,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"cache: {zoo.cache_dir()}")
     fw = max(len(e.filename) for e in zoo.MODELS)  # the StyleGAN2 file name is 47 characters
     dw = max(len(e.description) for e in zoo.MODELS)
-    print(f"{'name':26} {'file':{fw}} {'size':>10}  {'what':{dw}} status")
+    lw = max(len(e.license) for e in zoo.MODELS)
+    print(f"{'name':26} {'file':{fw}} {'size':>10}  {'what':{dw}} {'licence':{lw}} status")
     for entry in zoo.MODELS:
         path = zoo.locate(entry)
         state = "-" if path is None else str(path)
@@ -56,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
                 state = f"ok  {path}"
             except zoo.ChecksumError as exc:
                 state, status = f"BAD {exc}", 1
-        print(f"{entry.name:26} {entry.filename:{fw}} {_human(entry.size):>10}  {entry.description:{dw}} {state}")
+        size = _human(entry.size) if entry.size or not entry.approx_size else f"~{entry.approx_size}"
+        print(f"{entry.name:26} {entry.filename:{fw}} {size:>10}  {entry.description:{dw}} {entry.license:{lw}} "
+              f"{state}")
     print(f"{'mtcnn':26} {'(built in)':{fw}} {'1.9 MiB':>10}  "
-          f"{'offline face detector, shipped with the package':{dw}} ok")
+          f"{'offline face detector, shipped with the package':{dw}} {'MIT':{lw}} ok")
     return status

@@ -28,7 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--version", default="1.4",
                    help="official model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (see --model)")
     p.add_argument("--model", default=None,
-                   help="a zoo name or a weights file (.pth/.safetensors); overrides -v")
+                   help="a zoo name or a weights file (.pth/.ckpt/.safetensors); overrides -v. GFPGAN, "
+                        "RestoreFormer(++), CodeFormer (codeformer) or GPEN (gpen-bfr-512, gpen-bfr-256)")
+    p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
+                   help="accept the licence of model NAME: non-commercial (codeformer) or unstated (GPEN) "
+                        "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("-s", "--upscale", type=float, default=2, help="final upsampling scale of the image")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="realesrgan",
                    help="background upsampler: realesrgan (as the official CLI: on GPU only, and only "
@@ -43,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ext", default="auto", choices=("auto", "jpg", "png"),
                    help="output image extension; auto keeps the input's")
     p.add_argument("-w", "--weight", type=float, default=0.5,
-                   help="blend of restored and input face: 0 = input, 1 = fully restored")
+                   help="GFPGAN, RestoreFormer(++), GPEN: blend of restored and input face, 0 = input, "
+                        "1 = fully restored. CodeFormer: its fidelity weight w (no blend), 0 = quality, "
+                        "1 = fidelity to the input")
     p.add_argument("--detector", default="auto",
                    help="face detector: auto (RetinaFace if its weights are present, else the built-in "
                         "MTCNN), mtcnn, retinaface-resnet50, retinaface-mobilenet0.25, or a weights file")
@@ -78,13 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_control_flags(p: argparse.ArgumentParser) -> None:
-    """Colour match, identity score, detector settings and the JSON report (issue 10)."""
+def _add_control_flags(p: argparse.ArgumentParser, *, identity_default: str = "auto", report: bool = True) -> None:
+    """Colour match, identity score, detector settings and the JSON report (issue 10); ``serve``
+    takes the same flags (without the report)."""
     g = p.add_argument_group("control and trust")
     g.add_argument("--color-match", "--colour-match", action="store_true",
                    help="match each restored face's colours (Lab mean/std) to its input face, so skin "
                         "tone stays that of the photo")
-    g.add_argument("--identity-model", default="auto",
+    g.add_argument("--identity-model", default=identity_default,
                    help="ArcFace network for identity scores: auto (arcface-resnet18 if on disk, never "
                         "downloads), none, a zoo name or a weights file")
     g.add_argument("--min-identity", type=float, default=None, metavar="X",
@@ -98,6 +105,8 @@ def _add_control_flags(p: argparse.ArgumentParser) -> None:
                    help="skip faces whose detected box is smaller than this (shorter side)")
     g.add_argument("--no-landmark-check", dest="landmark_check", action="store_false",
                    help="restore every detection, even ones whose landmarks cannot be a face")
+    if not report:
+        return
     g.add_argument("--report", default=None, metavar="FILE.json",
                    help="write a JSON record of the run: per face box, score, landmarks, identity, "
                         "weight and outputs; options, versions and model hashes (docs/report-schema.json)")
@@ -169,8 +178,9 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Restore; a model that cannot be had or is of the wrong kind fails at start-up, exit 2."""
     from ..models.loading import CheckpointError
-    from ..models.zoo import ModelUnavailableError
+    from ..models.zoo import ModelUnavailableError, accept_license
 
+    accept_license(*getattr(args, "accept_license", []))
     try:
         return _run(args)
     except (CheckpointError, ModelUnavailableError) as exc:
@@ -184,12 +194,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from .restore_ray import run_on_ray
 
-        return run_on_ray(args, _note)
+        return run_on_ray(args, options_from_args, _note)
     from tqdm.auto import tqdm
 
     from ..io.images import ImageReadError, scan_inputs
     from ..io.video import folder_videos, split_videos
-    from ..pipeline.batch import OUTPUT_FOLDERS, FileResult, output_stems, run_batch
+    from ..pipeline.batch import OUTPUT_FOLDERS, output_stems, run_batch
+    from ..pipeline.results import FileResult
     from ..pipeline.options import OptionsError
     from ..pipeline.shard import (ShardSummary, already_complete, parse_shard, read_input_list,
                                   shard_from_env, take_shard)

@@ -49,9 +49,9 @@ class _Progress:
             print(text, file=self.stream, flush=True)
 
 
-def run_on_ray(args: argparse.Namespace, note: Callable[[str], None]) -> int:
+def run_on_ray(args: argparse.Namespace, options_from_args: Callable, note: Callable[[str], None]) -> int:
+    """``options_from_args``: cli.restore's, passed in (this module is imported by that one)."""
     from ..pipeline.options import OptionsError
-    from .restore import options_from_args
 
     try:
         import ray  # noqa: F401  (only to say what to install)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-import warnings
 from pathlib import Path
 
 VIDEO_FOLDER = "restored_videos"
@@ -81,11 +80,9 @@ def run_videos(args: argparse.Namespace, options, videos: list[Path], out_dir: P
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None, 2
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        restorer = Restorer.from_options(options)
-    for warning in caught:
-        note(str(warning.message))
+    restorer = Restorer(options)
+    for message in restorer.notes:
+        note(message)
 
     stems = stems or output_stems(videos, note)
     tail = f"_{options.suffix}" if options.suffix else ""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from . import DefaultsHelpFormatter
+from .restore import _add_control_flags
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,11 +20,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", default=None,
                    help="a face model requests may choose: zoo name or weights file; repeat for several, "
                         "the first is the default (default: v1.4)%(default).0s")
+    p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
+                   help="accept the licence of model NAME: non-commercial (codeformer) or unstated (GPEN) "
+                        "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--detector", default="auto", help="face detector (as for `facerestore restore`)")
     p.add_argument("--parser", default="parsenet", help="face parser for the paste mask, or none")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="none",
                    help="background upsampler requests may turn on: none, realesrgan, a zoo name or a file")
+    p.add_argument("--bg_tile", "--bg-tile", type=int, default=400,
+                   help="tile size for the background upsampler (0: whole image at once)")
+    p.add_argument("--half", action="store_true", help="face network in half precision (as for `restore`)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="faces per network call")
+    p.add_argument("--seed", type=int, default=None, help="draw fresh StyleGAN noise from this seed")
     p.add_argument("--max-upload-mb", type=float, default=20, help="largest upload accepted (413 above)")
     p.add_argument("--max-pixels", type=float, default=40_000_000, help="largest image accepted, in pixels (413 above)")
     p.add_argument("--max-output-pixels", type=float, default=100_000_000,
@@ -32,21 +42,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", type=int, default=8, help="requests that may wait for a slot (503 beyond)")
     p.add_argument("--queue-timeout", type=float, default=60, help="seconds a request waits for a slot")
     p.add_argument("--job-timeout", type=float, default=300, help="seconds a restoration may take")
+    p.add_argument("--upload-timeout", type=float, default=30,
+                   help="seconds an upload may send nothing (408 after); also the grace before --upload-min-rate-kb")
+    p.add_argument("--upload-min-rate-kb", type=float, default=10,
+                   help="slowest average upload accepted after the first --upload-timeout seconds, in KB/s (408 below)")
+    p.add_argument("--max-uploads", type=int, default=32, help="uploads received at once (503 beyond)")
     p.add_argument("--no-download", action="store_true", help="never download model files")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    # The restoration settings of `facerestore restore`, applied to every request. Identity scores
+    # are off unless asked for: each costs an ArcFace pass per face on every request.
+    _add_control_flags(p, identity_default="none", report=False)
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace):
+    """The server's settings; ``restore`` holds the same RestoreOptions ``facerestore restore`` fills."""
+    from ..pipeline.options import OptionsError, RestoreOptions
     from ..serve.config import MB, ServeConfig
 
+    # Flags in MB or KB are checked in those units: converted first, -1 MB read as -1048576.
+    if not args.max_upload_mb * MB >= 1:
+        raise OptionsError("--max-upload-mb", f"must be more than 0 MB, got {args.max_upload_mb:g} MB")
+    if not args.upload_min_rate_kb >= 0:
+        raise OptionsError("--upload-min-rate-kb", f"must be at least 0 KB/s, got {args.upload_min_rate_kb:g} KB/s")
+
+    restore = RestoreOptions(
+        bg_upsampler=args.bg_upsampler, bg_tile=args.bg_tile, detector=args.detector, parser=args.parser,
+        device=args.device, allow_download=not args.no_download, half=args.half, batch_size=args.batch_size,
+        seed=args.seed, color_match=args.color_match, identity_model=args.identity_model,
+        min_identity=args.min_identity, identity_fallback=args.identity_fallback,
+        det_threshold=args.det_threshold, min_face=args.min_face, landmark_check=args.landmark_check)
     return ServeConfig(
-        models=args.model or ["v1.4"], bg_upsampler=None if args.bg_upsampler.lower() == "none" else args.bg_upsampler,
-        detector=args.detector, parser=args.parser, device=args.device, allow_download=not args.no_download,
+        models=args.model or ["v1.4"], restore=restore,
         max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=int(args.max_pixels),
         max_output_pixels=int(args.max_output_pixels), max_upscale=args.max_upscale,
         max_concurrency=args.max_concurrency, queue_size=args.queue, queue_timeout=args.queue_timeout,
-        job_timeout=args.job_timeout)
+        job_timeout=args.job_timeout, upload_timeout=args.upload_timeout,
+        upload_min_rate=args.upload_min_rate_kb * 1024, max_uploads=args.max_uploads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,13 +90,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: `facerestore serve` needs the serve extra ({exc.name} is missing): "
               "pip install \"facerestore[serve]\"", file=sys.stderr)
         return 2
+    from ..models.zoo import accept_license
     from ..pipeline.options import OptionsError
     from ..serve import create_app
+
+    accept_license(*args.accept_license)
 
     try:
         config = config_from_args(args).validate()
         app = create_app(config.replace(preload=False))
         service = app.state.service
+        service.check_models()  # every --model, not only the default that is loaded below
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

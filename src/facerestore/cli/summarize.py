@@ -36,5 +36,7 @@ def run(args: argparse.Namespace) -> int:
     for key, label in (("missing_shards", "missing"), ("interrupted_shards", "interrupted")):
         if total[key]:
             print(f"  {label} shards: {', '.join(total[key])}")
-    incomplete = bool(total["failed"] or total["missing_shards"] or total["interrupted_shards"])
+    for bad in total["unreadable"]:
+        print(f"  unreadable summary: {bad['file']}: {bad['error']}")
+    incomplete = bool(total["failed"] or total["missing_shards"] or total["interrupted_shards"] or total["unreadable"])
     return 1 if incomplete else 0

@@ -307,7 +307,7 @@ def paste_faces(
     # faces whose footprints overlap together over their union, in order, so the second sees the
     # first's unrounded float result as in the helper. The warps themselves stay full-size:
     # OpenCV's warpAffine rounds differently for a shifted or smaller destination.
-    boxes = [footprint(inv, face.shape, out_size) for face, inv in zip(restored_faces, inverse_affines)]
+    boxes = [footprint(inv, face.shape, out_size) for face, inv in zip(restored_faces, inverse_affines, strict=True)]
     for group in _overlapping_groups(boxes):
         y0 = min(boxes[i][0] for i in group)
         y1 = max(boxes[i][1] for i in group)

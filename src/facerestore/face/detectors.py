@@ -49,8 +49,8 @@ def load_detector(name_or_path: str | Path | nn.Module = "auto", device: str | t
     always works offline. ``conf_threshold`` (default 0.97) is the score a face needs;
     ``min_face`` drops faces whose box's shorter side is under that many pixels.
     """
-    from ..models import zoo
     from ..archs.retinaface import RetinaFace
+    from ..models import zoo
     from ..models.loading import CheckpointError, load
     from .mtcnn import MTCNNDetector
     from .retinaface import RetinaFaceDetector
@@ -63,7 +63,8 @@ def load_detector(name_or_path: str | Path | nn.Module = "auto", device: str | t
         return RetinaFaceDetector(name_or_path, device, **settings)
     name = str(name_or_path)
     if name.lower() == "auto":
-        found = zoo.locate(zoo.find_entry("retinaface-resnet50"))
+        entry = zoo.find_entry("retinaface-resnet50")
+        found = zoo.locate(entry) if entry is not None else None
         name = str(found) if found is not None else "mtcnn"  # the path: not located (hashed) twice
     if name.lower() == "mtcnn":
         return MTCNNDetector(device=device, **settings)

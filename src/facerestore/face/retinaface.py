@@ -35,7 +35,7 @@ def prior_boxes(height: int, width: int, min_sizes: tuple[tuple[int, ...], ...] 
     grid. Computed in float64 and rounded once to float32, as facexlib builds them from Python floats.
     """
     levels = []
-    for sizes, step in zip(min_sizes, steps):
+    for sizes, step in zip(min_sizes, steps, strict=True):
         rows, cols = -(-height // step), -(-width // step)  # ceil division
         cx = (np.arange(cols, dtype=np.float64) + 0.5) * step / width
         cy = (np.arange(rows, dtype=np.float64) + 0.5) * step / height

@@ -57,7 +57,7 @@ class OneEuroFilter:
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
-        if self.value is None or self.time is None:
+        if self.value is None or self.speed is None or self.time is None:
             self.value, self.speed, self.time = x.copy(), np.zeros_like(x), t
             return x.copy()
         dt = t - self.time
@@ -257,10 +257,12 @@ def _track_similarity(prev: np.ndarray, cur: np.ndarray, box: np.ndarray) -> np.
         gx, gy = np.meshgrid(np.linspace(x1, x2 - 1, 6), np.linspace(y1, y2 - 1, 6))
         pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)[:, None]
     win = int(np.clip(size // 4, 9, 31)) | 1
-    params = dict(winSize=(win, win), maxLevel=3,
-                  criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
-    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, **params)
-    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(cur, prev, nxt, None, **params)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+    # nextPts=None: OpenCV allocates the output; its generated stubs do not say that None is allowed.
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None,  # pyright: ignore[reportArgumentType, reportCallIssue]
+                                          winSize=(win, win), maxLevel=3, criteria=criteria)
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(cur, prev, nxt, None,  # pyright: ignore[reportArgumentType, reportCallIssue]
+                                                winSize=(win, win), maxLevel=3, criteria=criteria)
     # Keep points that come back where they started (forward-backward check).
     good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (np.linalg.norm((back - pts).reshape(-1, 2), axis=1) < 1.0)
     if good.sum() < 4:

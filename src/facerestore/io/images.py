@@ -27,7 +27,7 @@ Reading (`read_image`):
 
 What comes out (`LoadedImage`):
   * `pixels` is always HxWx3 BGR (the face models want 3 channels), uint8 or uint16.
-    Gray inputs are replicated into 3 channels and flagged `is_gray`; palette, CMYK, YCbCr, 1-bit...
+    Grey inputs are replicated into 3 channels and flagged `is_grey`; palette, CMYK, YCbCr, 1-bit...
     are converted to BGR. No colour management: an embedded ICC profile is ignored.
   * `alpha` is HxW with the same dtype as `pixels`, or None. A palette or colour-key transparency
     (PNG tRNS) becomes a real alpha channel.
@@ -37,13 +37,18 @@ What comes out (`LoadedImage`):
     `notes` says so ("animated GIF with 12 frames: only the first is restored"): `notes` holds
     what the user should be told about how the file was read (empty for an ordinary photo).
 
-Writing back (`compose_output`, `write_image`):
+The image contract (`to_pipeline`, `from_pipeline`, `is_grey`), the same for every front-end:
+  * `to_pipeline(loaded)` is what the pipeline is given: BGR, or BGRA with alpha, 8 or 16 bit.
+  * `from_pipeline(result, loaded)` gives the restored image back in the input's kind: grey as one
+    channel (`cv2.COLOR_BGR2GRAY`, as Real-ESRGAN does; also colour photos whose channels are
+    equal within 2 levels, `is_grey`, come back grey, as three equal channels), alpha upscaled and
+    re-attached as BGRA (grey + alpha is written as BGRA with three equal channels, since OpenCV
+    cannot encode 2-channel images), and the input's bit depth. Given the input array instead of
+    a `LoadedImage`, it does the same for the Restorer's own callers.
+
+Writing (`write_image`):
   * Models compute in float: `to_float01` / `from_float01` map uint8/uint16 to [0, 1] and back
     (x / 255 or x / 65535; back with clip, x * max, round half to even).
-  * `compose_output` turns the restored BGR image back into the input's shape of data: gray as one
-    channel (`cv2.COLOR_BGR2GRAY`, as Real-ESRGAN does), alpha re-attached as BGRA (gray + alpha is
-    written as BGRA with three equal channels, since OpenCV cannot encode 2-channel images), and the
-    input's bit depth.
   * `write_image` encodes in memory, writes a temporary file in the target folder, fsyncs it and
     renames it over the target with `os.replace`: the target is either the old file or the complete
     new one, never a partial file. Formats that hold only 8 bits (JPEG, WebP, BMP) get 16-bit data
@@ -75,9 +80,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .atomic import atomic_write_bytes
+from .headers import jpeg_shortfall, png_chunks_fit, png_late_exif_orientation, tiff_sample_formats
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "GREY_TOLERANCE",
     "IMAGE_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "ImageReadError",
@@ -88,17 +95,19 @@ __all__ = [
     "UNSUPPORTED_IMAGE_EXTENSIONS",
     "check_output_pixels",
     "choose_output_ext",
-    "compose_output",
     "convert_bit_depth",
     "cv2_imread",
     "encode_image",
     "from_float01",
+    "from_pipeline",
+    "is_grey",
     "list_images",
     "peek_size",
     "read_image",
     "scaled_size",
     "scan_inputs",
     "to_float01",
+    "to_pipeline",
     "write_image",
 ]
 
@@ -171,7 +180,7 @@ class LoadedImage:
 
     pixels: np.ndarray
     alpha: np.ndarray | None
-    is_gray: bool
+    is_grey: bool  # stored with one grey channel (pixels hold it three times)
     bit_depth: int  # 8 or 16
     path: Path
     format: str  # Pillow's format name: "JPEG", "PNG", "TIFF", ...
@@ -281,173 +290,10 @@ def _sniff_unsupported(head: bytes, f: BinaryIO) -> str | None:
         return "Radiance HDR " + _FLOAT_IMAGE
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         # Pillow opens 1-channel float TIFF (and we refuse it later) but not 3- or 4-channel ones.
-        if 3 in _tiff_sample_formats(f):
+        if 3 in tiff_sample_formats(f):
             return _FLOAT_TIFF
         return "TIFF that cannot be read (corrupt, or a layout we do not support: try 8- or 16-bit RGB)"
     return None
-
-
-def _tiff_sample_formats(f: BinaryIO) -> set[int]:
-    """The SampleFormat values (1 uint, 2 int, 3 float) of a TIFF's first image; empty when the
-    tag is absent or the header cannot be parsed."""
-    try:
-        f.seek(0)
-        head = f.read(16)
-        order = "little" if head[:2] == b"II" else "big"
-        big = int.from_bytes(head[2:4], order) == 43  # BigTIFF: 8-byte offsets, 20-byte entries
-        offset = int.from_bytes(head[8:16] if big else head[4:8], order)
-        f.seek(offset)
-        count = int.from_bytes(f.read(8 if big else 2), order)
-        entry_size = 20 if big else 12
-        entries = f.read(min(count, 4096) * entry_size)
-        if count == 0 or len(entries) < entry_size:
-            return set()
-        for i in range(0, len(entries) - entry_size + 1, entry_size):
-            e = entries[i : i + entry_size]
-            if int.from_bytes(e[0:2], order) != 339:  # SampleFormat
-                continue
-            n = int.from_bytes(e[4:12] if big else e[4:8], order)
-            inline = e[12:20] if big else e[8:12]
-            if n * 2 <= len(inline):
-                raw = inline[: n * 2]
-            else:
-                f.seek(int.from_bytes(inline, order))
-                raw = f.read(min(n, 64) * 2)
-            return {int.from_bytes(raw[j : j + 2], order) for j in range(0, len(raw) - 1, 2)}
-        return set()
-    except (OSError, ValueError):
-        return set()
-
-
-# ----------------------------------------------------------------------------------------------
-# JPEG: data that ends long before the declared size
-
-_SOF_SEQUENTIAL = frozenset({0xC0, 0xC1, 0xC3})  # Huffman-coded baseline, extended, lossless
-_SOF_PROGRESSIVE = frozenset({0xC2})
-_SOF_OTHER = frozenset({0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})  # hierarchical, arithmetic
-
-
-def _jpeg_min_entropy_bytes(marker: int, width: int, height: int, sampling: list[tuple[int, int]]) -> int:
-    """A lower bound on the entropy-coded bytes of a valid JPEG with this frame header.
-
-    Huffman codes are at least 1 bit long, and every 8x8 block of a component carries at least
-    one code for its DC coefficient (sequential: DC + end-of-block, >= 2 bits). A sequential scan
-    codes every block of every component: the largest component bounds it. A progressive file
-    codes each block's DC in a DC scan (AC scans can skip thousands of blocks in a few bits):
-    take the smallest component, so that an odd scan script cannot be refused wrongly.
-    Arithmetic coding (SOF9-SOF15) can code a flat image in almost nothing: no bound (0).
-    """
-    if marker not in _SOF_SEQUENTIAL and marker not in _SOF_PROGRESSIVE:
-        return 0
-    h_max = max(h for h, _ in sampling)
-    v_max = max(v for _, v in sampling)
-    blocks = [
-        math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8)
-        for h, v in sampling
-    ]
-    return (max(blocks) if marker in _SOF_SEQUENTIAL else min(blocks)) // 8
-
-
-class _Bytes:
-    """The start of a file, read on demand in 64 kB steps (so a check reads only what it needs)."""
-
-    def __init__(self, f: BinaryIO):
-        self.f = f
-        self.buf = bytearray()
-        self.eof = False
-
-    def have(self, n: int) -> bool:
-        while len(self.buf) < n and not self.eof:
-            chunk = self.f.read(max(n - len(self.buf), 1 << 16))
-            if not chunk:
-                self.eof = True
-            self.buf += chunk
-        return len(self.buf) >= n
-
-
-def _jpeg_shortfall(f: BinaryIO) -> tuple[int, int] | None:
-    """(width, height) the frame header declares when the file holds fewer entropy-coded bytes
-    than any valid JPEG of that size needs (see `_jpeg_min_entropy_bytes`); None when it holds
-    enough, or when the marker stream is too odd to judge (the decoder then has its say).
-
-    Walks the marker segments by their lengths (an EXIF thumbnail inside APP1 is skipped whole),
-    then counts scan data up to EOI, skipping the marker segments between progressive scans.
-    Reads only as far as the bound, so a normal photo costs a few hundred kB of reading at most.
-    """
-    f.seek(0)
-    data = _Bytes(f)
-    buf = data.buf
-    if not data.have(3) or buf[:2] != b"\xff\xd8":
-        return None
-    pos, frame = 2, None
-    while True:  # header segments, up to the first SOS
-        if not data.have(pos + 2):
-            break  # the file ends inside the header: no scan data at all
-        if buf[pos] != 0xFF:  # junk between segments: the decoder skips to the next 0xFF, as we do
-            nxt = buf.find(b"\xff", pos)
-            while nxt < 0 and data.have(len(buf) + 1):
-                nxt = buf.find(b"\xff", max(pos, len(buf) - (1 << 16)))
-            if nxt < 0:
-                break
-            pos = nxt
-            continue
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        pos += 2
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
-            continue
-        if marker == 0xD9 or not data.have(pos + 2):  # EOI before any scan, or the file ends
-            break
-        length = int.from_bytes(buf[pos : pos + 2], "big")
-        if length < 2:
-            return None
-        if frame is None and marker in (_SOF_SEQUENTIAL | _SOF_PROGRESSIVE | _SOF_OTHER):
-            if not data.have(pos + 8) or length < 8:
-                return None
-            height = int.from_bytes(buf[pos + 3 : pos + 5], "big")
-            width = int.from_bytes(buf[pos + 5 : pos + 7], "big")
-            n = buf[pos + 7]
-            if not data.have(pos + 8 + 3 * n) or n == 0 or width == 0 or height == 0:
-                return None  # height 0 is defined later (DNL): not ours to judge
-            sampling = [(buf[pos + 9 + 3 * i] >> 4, buf[pos + 9 + 3 * i] & 15) for i in range(n)]
-            if any(h == 0 or v == 0 for h, v in sampling):
-                return None
-            frame = (marker, width, height, sampling)
-        pos += length
-        if marker == 0xDA:  # start of scan: entropy-coded data follows
-            break
-    if frame is None:
-        return None
-    marker, width, height, sampling = frame
-    need = _jpeg_min_entropy_bytes(marker, width, height, sampling)
-    count = 0
-    while count < need and data.have(pos + 1):
-        nxt = buf.find(b"\xff", pos)
-        if nxt < 0:
-            count += len(buf) - pos
-            pos = len(buf)
-            continue
-        count += nxt - pos
-        pos = nxt
-        if not data.have(pos + 2):
-            count += 1
-            break
-        code = buf[pos + 1]
-        if code == 0x00 or 0xD0 <= code <= 0xD7:  # a stuffed 0xFF byte, or a restart marker
-            count += 2
-            pos += 2
-        elif code == 0xFF:  # fill byte
-            count += 1
-            pos += 1
-        elif code == 0xD9:  # EOI: the image ends here, whatever follows
-            break
-        else:  # DHT, SOS, DNL, COM... between scans: skip the segment, it is not scan data
-            if not data.have(pos + 4):
-                break
-            pos += 2 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
-    return None if count >= need else (width, height)
 
 
 def _describe_decode_error(exc: BaseException) -> str:
@@ -500,11 +346,11 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
 
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "PA", "LA", "La"})
-_GRAY_MODES = frozenset({"1", "L", "LA", "La"})
+_GREY_MODES = frozenset({"1", "L", "LA", "La"})
 
 
 def _pillow_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
-    """Decoded Pillow image -> (array in L, LA, RGB or RGBA channel order, is_gray)."""
+    """Decoded Pillow image -> (array in L, LA, RGB or RGBA channel order, is_grey)."""
     mode = im.mode
     if mode == "F":
         raise _Unsupported(_FLOAT_TIFF if im.format == "TIFF" else _FLOAT_IMAGE)
@@ -513,13 +359,13 @@ def _pillow_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
         if mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):  # some TIFF writers
             raise _Unsupported("32-bit integer images are not supported")  # use "I" for 16-bit data
         a = a.astype(np.uint16)  # native byte order ("I;16B" is big-endian)
-        key = im.info.get("transparency")  # 16-bit gray PNG with a tRNS colour key
+        key = im.info.get("transparency")  # 16-bit grey PNG with a tRNS colour key
         if isinstance(key, int):
             return np.dstack([a, np.where(a == key, 0, 65535).astype(np.uint16)]), True
         return a, True
     # A colour key (PNG tRNS, GIF transparency) becomes a real alpha channel.
     with_alpha = mode in _ALPHA_MODES or "transparency" in im.info
-    if mode in _GRAY_MODES:
+    if mode in _GREY_MODES:
         target = "LA" if with_alpha else "L"
     else:  # P, CMYK, YCbCr, LAB, RGBX, ...: Pillow's formulas, no colour management
         target = "RGBA" if with_alpha else "RGB"
@@ -532,26 +378,11 @@ class _Unsupported(Exception):
     """Internal: a readable file holding data we do not handle; the message is user-facing."""
 
 
-def _png_chunks_fit(data: bytes) -> bool:
-    """Every chunk's declared length fits in the file. OpenCV's PNG reader allocates whatever a
-    chunk claims: a 5 kB file whose IDAT says 2.6 GB cost 2.5 GB of memory and 5 s (OpenCV 5.0)."""
-    pos = 8
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        end = pos + 12 + length  # length, type, data, CRC
-        if end > len(data):
-            return False
-        if data[pos + 4 : pos + 8] == b"IEND":
-            return True
-        pos = end
-    return False
-
-
 def _decode_16bit_colour(f: BinaryIO, path: Path, size: tuple[int, int]) -> np.ndarray:
     """16-bit colour PNG/TIFF via OpenCV (Pillow would keep only 8 bits). Returns BGR(A) uint16."""
     f.seek(0)
     data = f.read()
-    if data.startswith(b"\x89PNG") and not _png_chunks_fit(data):
+    if data.startswith(b"\x89PNG") and not png_chunks_fit(data):
         raise ImageReadError(path, "file is truncated or corrupt")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
@@ -565,30 +396,10 @@ def _decode_16bit_colour(f: BinaryIO, path: Path, size: tuple[int, int]) -> np.n
     return a
 
 
-def _png_late_exif_orientation(f: BinaryIO) -> int:
-    """The EXIF orientation of a PNG whose eXIf chunk Pillow has not seen yet (it may follow the
-    pixel data), found by walking the chunk headers: no decoding."""
-    try:
-        f.seek(8)
-        while True:
-            head = f.read(8)
-            if len(head) < 8 or head[4:8] == b"IEND":
-                return 1
-            length = int.from_bytes(head[:4], "big")
-            if head[4:8] == b"eXIf":
-                exif = Image.Exif()
-                exif.load(f.read(min(length, 1 << 20)))
-                value = int(exif.get(0x0112, 1))
-                return value if 1 <= value <= 8 else 1
-            f.seek(length + 4, os.SEEK_CUR)  # data and CRC
-    except Exception:  # corrupt EXIF must not make a readable photo unreadable
-        return 1
-
-
 def _header_orientation(im: Image.Image, f: BinaryIO) -> int:
     """EXIF orientation without decoding the pixels (Pillow's PNG getexif() would decode them)."""
     if im.format == "PNG" and "exif" not in im.info:
-        return _png_late_exif_orientation(f)
+        return png_late_exif_orientation(f)
     return _exif_orientation(im)
 
 
@@ -684,7 +495,7 @@ def _read_open_file(f: BinaryIO, path: Path, max_pixels: int | None, file_size: 
                 # libjpeg makes up grey pixels for missing data as long as the file ends with EOI:
                 # 631 bytes declaring 9000x9000 decoded "fine" to 243 MB of grey (and a 4x output).
                 here = f.tell()
-                if _jpeg_shortfall(f) is not None:
+                if jpeg_shortfall(f) is not None:
                     raise ImageReadError(
                         path, f"truncated or corrupt JPEG: declares {width}x{height} but holds {file_size} bytes")
                 f.seek(here)
@@ -694,12 +505,12 @@ def _read_open_file(f: BinaryIO, path: Path, max_pixels: int | None, file_size: 
             with _pillow_limit(max_pixels):  # frames/tiles that disagree with the header
                 if wide_colour:
                     array = _decode_16bit_colour(f, path, im.size)
-                    is_gray = rawmode.split(";")[0] in ("L", "LA")  # Pillow opens 16-bit LA as "RGBA"
+                    is_grey = rawmode.split(";")[0] in ("L", "LA")  # Pillow opens 16-bit LA as "RGBA"
                     channel_order = "BGR"
                     orientation = _header_orientation(im, f)
                 else:
                     im.load()
-                    array, is_gray = _pillow_to_array(im)
+                    array, is_grey = _pillow_to_array(im)
                     channel_order = "RGB"
                     orientation = _exif_orientation(im)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -716,7 +527,7 @@ def _read_open_file(f: BinaryIO, path: Path, max_pixels: int | None, file_size: 
     return LoadedImage(
         pixels=pixels,
         alpha=alpha,
-        is_gray=is_gray,
+        is_grey=is_grey,
         bit_depth=16 if pixels.dtype == np.uint16 else 8,
         path=path,
         format=fmt,
@@ -813,36 +624,71 @@ def _split_channels(a: np.ndarray, order: str) -> tuple[np.ndarray, np.ndarray |
 # putting the result back together
 
 
-def compose_output(
-    restored_bgr: np.ndarray,
-    loaded: LoadedImage,
-    alpha_upscaled: np.ndarray | None = None,
-    keep_gray: bool = True,
-) -> np.ndarray:
-    """Restored (H', W', 3) BGR (uint8, uint16 or float in [0, 1]) -> the array to write.
+# Channels closer than this (in 8-bit levels) are one grey image stored as colour (a scanned
+# print saved as RGB JPEG); such photos come back grey like true single-channel ones.
+GREY_TOLERANCE = 2
 
-    Returns the input's bit depth; (H', W') for a gray input when keep_gray, else (H', W', 3) BGR;
-    (H', W', 4) BGRA when the input had alpha (gray + alpha: three equal channels). The alpha is
-    `alpha_upscaled` if given (any dtype, float taken as [0, 1]), else the input's alpha resized
-    bilinearly to (H', W') as Real-ESRGAN does.
+
+def is_grey(img: np.ndarray) -> bool:
+    """The one grey test: True for one-channel images (``(H, W)``, ``(H, W, 1)``) and for colour
+    ones (uint8 or uint16; an alpha channel is not looked at) whose channels all lie within
+    ``GREY_TOLERANCE`` 8-bit levels of each other."""
+    if img.ndim == 2 or img.shape[2] == 1:
+        return True
+    tolerance = GREY_TOLERANCE * (257 if img.dtype == np.uint16 else 1)
+    # absdiff in the image's own dtype: no full-size int32 copies of a large photo.
+    b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
+    return bool(cv2.absdiff(b, g).max() <= tolerance and cv2.absdiff(g, r).max() <= tolerance)
+
+
+def to_pipeline(loaded: LoadedImage) -> np.ndarray:
+    """The array every front-end gives the pipeline (``Restorer.restore``) for a read image:
+    ``(H, W, 3)`` BGR, or ``(H, W, 4)`` BGRA when it has alpha, in its own bit depth (uint8 or
+    uint16), as ``cv2.imread(IMREAD_UNCHANGED)`` gives a colour file. A grey image comes as three
+    equal channels; :func:`from_pipeline` gives it back as one."""
+    if loaded.alpha is None:
+        return loaded.pixels
+    return np.ascontiguousarray(np.dstack([loaded.pixels, loaded.alpha]))
+
+
+def from_pipeline(image: np.ndarray, like: LoadedImage | np.ndarray, *, keep_grey: bool = True) -> np.ndarray:
+    """The pipeline's result back in the input's kind: the array to write, or to hand back.
+
+    ``image``: the restored (upscaled) image, ``(H', W')``, ``(H', W', 1|3)`` or ``(H', W', 4)``
+    with alpha; uint8, uint16 or float in [0, 1]. ``like``: the input, as the
+    :class:`LoadedImage` it was read as or the array the pipeline was given. The result has:
+
+    * the input's bit depth (:func:`convert_bit_depth`: 8 -> 16 is x257, 16 -> 8 is round(x / 257));
+    * when ``keep_grey`` and the input :func:`is_grey`: one grey (``cv2.COLOR_BGR2GRAY``, as
+      Real-ESRGAN does), as ``(H', W')`` when the input had one channel (a grey file, a 2-D
+      array), else as three equal channels;
+    * when the input had alpha: ``image``'s own fourth channel (upscaled with it), else the
+      input's alpha resized bilinearly to ``(H', W')`` as Real-ESRGAN does, attached as BGRA
+      (grey + alpha as three equal channels + alpha: OpenCV cannot encode two channels). An
+      input without alpha gives none.
     """
-    if restored_bgr.ndim != 3 or restored_bgr.shape[2] != 3:
-        raise ValueError(f"restored image must be (H, W, 3) BGR, got shape {restored_bgr.shape}")
-    out = convert_bit_depth(restored_bgr, loaded.bit_depth)
-    height, width = out.shape[:2]
-    gray = keep_gray and loaded.is_gray
-    if gray:
-        out = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
-
-    alpha = alpha_upscaled if alpha_upscaled is not None else loaded.alpha
-    if alpha is None:
-        return out
-    if alpha.ndim == 3:
-        alpha = alpha[:, :, 0]
-    alpha = convert_bit_depth(alpha, loaded.bit_depth)
+    if isinstance(like, LoadedImage):
+        pixels, alpha_in, bit_depth, one_channel = like.pixels, like.alpha, like.bit_depth, like.is_grey
+    else:
+        pixels, one_channel = like, like.ndim == 2 or like.shape[2] == 1
+        alpha_in = like[:, :, 3] if like.ndim == 3 and like.shape[2] == 4 else None
+        bit_depth = 16 if like.dtype == np.uint16 else 8
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"restored image must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+    colour = convert_bit_depth(image[:, :, :3] if image.shape[2] != 1 else np.repeat(image, 3, axis=2), bit_depth)
+    height, width = colour.shape[:2]
+    grey = cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_BGR2GRAY) if keep_grey and is_grey(pixels) else None
+    if grey is not None:
+        if alpha_in is None and one_channel:
+            return grey
+        colour = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    if alpha_in is None:
+        return np.ascontiguousarray(colour)
+    alpha = convert_bit_depth(image[:, :, 3] if image.shape[2] == 4 else alpha_in, bit_depth)
     if alpha.shape != (height, width):
         alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
-    colour = np.repeat(out[:, :, None], 3, axis=2) if gray else out
     return np.ascontiguousarray(np.dstack([colour, alpha]))
 
 
@@ -898,7 +744,7 @@ def _encode(img: np.ndarray, path: Path, ext: str, quality: int) -> bytes:
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, ext: str | None = None, quality: int = 95) -> Path:
-    """Write `img` (uint8/uint16, (H, W) gray, (H, W, 3) BGR or (H, W, 4) BGRA) atomically.
+    """Write `img` (uint8/uint16, (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA) atomically.
 
     ext: format to encode (".png", "jpg", ...); default: the path's extension. quality: JPEG/WebP
     quality. Parent folders are created. The file appears complete or not at all; on any error the

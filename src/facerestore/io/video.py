@@ -7,7 +7,8 @@ What a damaged file does with FFmpeg (shared/specs/reliability.md): an MP4 cut b
 fails to open; one with its index first ("faststart") opens, claims all its frames, and then
 decodes fewer, often with no error at all. So a file is checked before decoding (a video stream,
 its size, length and frame count within limits), and the frames decoded are counted against the
-index: fewer is an error, never a shorter output.
+index: fewer is an error, never a shorter output. A container without a frame index (Matroska,
+WebM) is held to its video's duration instead: frames that stop well short of it are an error too.
 """
 from __future__ import annotations
 
@@ -192,6 +193,7 @@ class VideoInfo:
     stream_index: int = 0     # of the video stream restored
     other_streams: int = 0    # streams not carried over (subtitles, data, cover pictures, more video)
     start: float = 0.0        # the video stream's start time, seconds
+    duration_of_container: bool = False  # ``duration`` is the whole file's, not the video's own
 
     @property
     def expected_frames(self) -> int | None:
@@ -265,11 +267,13 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None, max_frames:
             raise VideoReadError(path, f"frames of {width}x{height} are over the limit of {max_pixels / 1e6:g} MP "
                                        f"(raise --max-pixels)")
         frames = int(stream.frames or 0) or None
-        duration = None
+        duration, of_container = None, False
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
+        elif (tagged := _tagged_seconds(stream.metadata)) is not None:
+            duration = tagged  # Matroska has no per-track duration but FFmpeg's muxer tags one
         elif container.duration is not None:
-            duration = container.duration / 1_000_000
+            duration, of_container = container.duration / 1_000_000, True
         if (frames is None and duration is not None and duration <= 0) or frames == 0:
             raise VideoReadError(path, "has no frames (empty or damaged)")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
@@ -285,7 +289,18 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None, max_frames:
             width, height = height, width
         start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
         return VideoInfo(path, width, height, rotation, Fraction(rate), Fraction(time_base), frames, duration,
-                         audio, container.format.name, stream.index, others, start)
+                         audio, container.format.name, stream.index, others, start, of_container)
+
+
+def _tagged_seconds(metadata: dict) -> float | None:
+    """A ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``, as FFmpeg and mkvmerge write per Matroska track)."""
+    text = next((v for k, v in metadata.items() if k.upper().split("-")[0] == "DURATION"), None)
+    try:
+        hours, minutes, seconds = str(text).split(":")
+        value = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 @dataclass(frozen=True)
@@ -302,13 +317,17 @@ class VideoReader:
     """Decode a video's frames one at a time (bounded memory), upright, counting them.
 
     Iterating raises :class:`VideoReadError` when decoding fails part-way, when no frame
-    comes out, or when fewer frames come out than the index lists (a truncated file).
+    comes out, or when fewer frames come out than the index lists, or (without an index) when
+    they stop well short of the video's duration (a truncated file). When only the whole file's
+    duration is known and it has audio (which may outlast the video), a shortfall is not an
+    error: ``shortfall`` then says what was missing.
     """
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None) -> None:
         self.path = Path(path)
         self.info = info or probe(self.path)
         self.decoded = 0
+        self.shortfall: str | None = None
 
     def __iter__(self) -> Iterator[VideoFrame]:
         av = require_av()
@@ -339,11 +358,25 @@ class VideoReader:
                     image = np.ascontiguousarray(np.rot90(image, k))
                 yield VideoFrame(self.decoded, pts, float(pts * info.time_base), image)
                 self.decoded += 1
-        if self.decoded == 0:
+        if self.decoded == 0 or last_pts is None:
             raise VideoReadError(path, "no frame could be decoded (damaged or truncated file)")
         if info.frames is not None and self.decoded < info.frames and self._ends_early(last_pts):
             raise VideoReadError(path, f"only {self.decoded} of its {info.frames} frames could be decoded "
                                        f"(truncated file?)")
+        expected = info.expected_frames
+        if info.frames is None and expected is not None and self.decoded < expected and self._ends_early(last_pts):
+            problem = (f"only {self.decoded} of about {expected} frames could be decoded: they stop at "
+                       f"{self._reached(last_pts):.2f} s of {info.duration:.2f} s")
+            if info.duration_of_container and info.audio:
+                self.shortfall = f"{problem} (the file's length, perhaps its audio's; truncated file?)"
+            else:
+                raise VideoReadError(path, f"{problem} (truncated file?)")
+
+    def _reached(self, last_pts: int) -> float:
+        """Seconds of video decoded, up to the end of the last frame, from the stream's start."""
+        info = self.info
+        frame = 1 / float(info.rate) if info.rate else 0.04
+        return float(last_pts * info.time_base) + frame - info.start
 
     def _ends_early(self, last_pts: int) -> bool:
         """Whether decoding stopped well before the stream's stated end. Fewer frames than the
@@ -353,8 +386,7 @@ class VideoReader:
         if not info.duration:
             return True  # nothing to tell the two apart: trust the count
         frame = 1 / float(info.rate) if info.rate else 0.04
-        reached = float(last_pts * info.time_base) + frame - info.start
-        return reached < info.duration - max(2 * frame, 0.02 * info.duration)
+        return self._reached(last_pts) < info.duration - max(2 * frame, 0.02 * info.duration)
 
 
 # --------------------------------------------------------------------------- writing

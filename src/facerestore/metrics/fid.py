@@ -9,9 +9,16 @@ are clipped to 0). Agrees with the sqrtm route to ~1e-10 relative on well-condit
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used: the Fréchet distance itself is plain numpy
+    import torch
+
+    from ..archs.inception import FIDInceptionV3
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
@@ -69,7 +76,7 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- Inception features and statistics
 
-def load_fid_inception(path: str | Path, device: str = "cpu") -> "FIDInceptionV3":  # noqa: F821
+def load_fid_inception(path: str | Path, device: str = "cpu") -> FIDInceptionV3:
     """The FID Inception-v3 from ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's release),
     loaded strictly (only BatchNorm's ``num_batches_tracked`` counters may be absent)."""
     import torch
@@ -90,7 +97,7 @@ def load_fid_inception(path: str | Path, device: str = "cpu") -> "FIDInceptionV3
     return model.to(torch.device(device)).eval()
 
 
-def inception_input(bgr: np.ndarray) -> "torch.Tensor":  # noqa: F821
+def inception_input(bgr: np.ndarray) -> torch.Tensor:
     """(1, 3, H, W) RGB in [-1, 1] from a BGR image on the 0..255 scale (the authors' FID loader:
     /255, BGR->RGB, normalised with mean = std = 0.5)."""
     import torch
@@ -116,9 +123,10 @@ def load_reference_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     # numpy 2 moved numpy.core to numpy._core; files pickled under either name must load.
-    core = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]
-    allowed: list = [np.ndarray, np.dtype, core.multiarray._reconstruct]
-    allowed += [(core.multiarray._reconstruct, f"numpy.{m}.multiarray._reconstruct") for m in ("core", "_core")]
+    multiarray = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
+    reconstruct = multiarray._reconstruct
+    allowed: list = [np.ndarray, np.dtype, reconstruct]
+    allowed += [(reconstruct, f"numpy.{m}.multiarray._reconstruct") for m in ("core", "_core")]
     allowed += [type(np.dtype(t)) for t in (np.float32, np.float64)]
     with torch.serialization.safe_globals(allowed):
         stats = torch.load(path, map_location="cpu", weights_only=True)

@@ -11,11 +11,15 @@ and are left out of the mean (and counted). One difference: the cosine is clippe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where used
+    from torch import nn
 
 IDENTICAL_BELOW_DEG = 1.0
 
@@ -37,7 +41,8 @@ def preprocess(gray: np.ndarray) -> np.ndarray:
     import cv2
 
     if gray.dtype != np.uint8:
-        gray = np.clip(np.round(gray.astype(np.float64) / (257.0 if gray.dtype == np.uint16 else 1.0)), 0, 255).astype(np.uint8)
+        per_level = 257.0 if gray.dtype == np.uint16 else 1.0  # 16-bit grey levels per 8-bit one
+        gray = np.clip(np.round(gray.astype(np.float64) / per_level), 0, 255).astype(np.uint8)
     small = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     return ((small - 127.5) / 127.5)[None]
 
@@ -65,7 +70,8 @@ def summarize_angles(angles: Iterable[float], threshold: float = IDENTICAL_BELOW
 class IdentityScorer:
     """ArcFace embeddings and angles. ``model``: a zoo name, a weights file, or a module."""
 
-    def __init__(self, model: object = "arcface-resnet18", device: str = "cpu", *, allow_download: bool = True) -> None:
+    def __init__(self, model: str | Path | nn.Module = "arcface-resnet18", device: str = "cpu", *,
+                 allow_download: bool = True) -> None:
         import torch
 
         from ..models import Purpose, load

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +38,9 @@ class _Lin(nn.Module):
 
 
 class LPIPS(nn.Module):
+    shift: torch.Tensor  # buffers, registered in __init__
+    scale: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
@@ -58,7 +62,7 @@ class LPIPS(nn.Module):
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         """Distances (N,) between two RGB batches (N, 3, H, W) in [−1, 1]."""
         total = x0.new_zeros(x0.shape[0])
-        for k, (f0, f1) in enumerate(zip(self._taps(x0), self._taps(x1))):
+        for k, (f0, f1) in enumerate(zip(self._taps(x0), self._taps(x1), strict=True)):
             f0 = f0 / (torch.sqrt(torch.sum(f0 ** 2, dim=1, keepdim=True)) + 1e-10)
             f1 = f1 / (torch.sqrt(torch.sum(f1 ** 2, dim=1, keepdim=True)) + 1e-10)
             total = total + getattr(self, f"lin{k}")((f0 - f1) ** 2).mean(dim=(1, 2, 3))
@@ -89,10 +93,8 @@ def load_lpips(vgg16_path: str | Path, lin_path: str | Path, device: str = "cpu"
     return model.to(device).eval()
 
 
-def to_lpips_input(bgr: "np.ndarray") -> torch.Tensor:  # noqa: F821
+def to_lpips_input(bgr: np.ndarray) -> torch.Tensor:
     """(1, 3, H, W) RGB in [−1, 1] from a BGR image in [0, 255] (uint8 or float)."""
-    import numpy as np
-
     x = np.asarray(bgr, dtype=np.float32) / 255.0
     if x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=2)

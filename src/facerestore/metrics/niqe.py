@@ -14,10 +14,14 @@ import functools
 import math
 import warnings
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .psnr_ssim import bgr_to_y
+
+if TYPE_CHECKING:  # imported where used: NIQE's first scale is plain numpy
+    import torch
 
 BLOCK = 96
 
@@ -80,7 +84,7 @@ def _smooth_nearest(img: np.ndarray, window: np.ndarray) -> np.ndarray:
     return out.astype(img.dtype)
 
 
-def _resize_weights(n_in: int, scale: float) -> tuple["torch.Tensor", "torch.Tensor"]:
+def _resize_weights(n_in: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (n_out, taps) and first 0-based source index per output of MATLAB's antialiased
     bicubic ``imresize`` along one axis, in float32 as BasicSR computes them (so that NIQE's
     second scale agrees with it to the last bit, not only to float32 rounding)."""
@@ -109,7 +113,7 @@ def _resize_weights(n_in: int, scale: float) -> tuple["torch.Tensor", "torch.Ten
     return w.contiguous(), first
 
 
-def _resize_axis(x: "torch.Tensor", scale: float, axis: int) -> "torch.Tensor":
+def _resize_axis(x: torch.Tensor, scale: float, axis: int) -> torch.Tensor:
     """Resize a 2-D float32 tensor along ``axis``, borders mirrored (edge repeated).
 
     Each output line is one matrix-vector product over the taps, on the same memory layout as

@@ -63,8 +63,15 @@ def _filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation of a 2-D float64 array with the outer product k k^T."""
     n = k.size
     h, w = x.shape
-    rows = sum(k[i] * x[i:h - n + 1 + i, :] for i in range(n))
-    return sum(k[j] * rows[:, j:w - n + 1 + j] for j in range(n))
+    # Summed term by term in index order (as sum() would, minus its leading 0): the float64
+    # rounding then matches the pinned BasicSR values.
+    rows = k[0] * x[:h - n + 1, :]
+    for i in range(1, n):
+        rows = rows + k[i] * x[i:h - n + 1 + i, :]
+    out = k[0] * rows[:, :w - n + 1]
+    for j in range(1, n):
+        out = out + k[j] * rows[:, j:w - n + 1 + j]
+    return out
 
 
 def _ssim_channel(a: np.ndarray, b: np.ndarray) -> float:

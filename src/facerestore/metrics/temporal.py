@@ -12,12 +12,12 @@ or two restorations of the same clip, rather than scores of different clips.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
-Track = Sequence[Optional[np.ndarray]]
+Track = Sequence[np.ndarray | None]
 
 
 def _pair_changes(track: Track) -> list[float]:

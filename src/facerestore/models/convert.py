@@ -145,3 +145,29 @@ def convert_file(src: str | Path, dst: str | Path, *, check_size: int | None = N
             torch.save({"params_ema": clean_state}, tmp)
     return (f"{src.name} (GFPGANBilinear, {len(state)} tensors) -> {dst} (GFPGANv1Clean); "
             f"max output difference {diff:.2g}")
+
+
+def unpickle_to_safetensors(src: str | Path, dst: str | Path) -> str:
+    """Rewrite a checkpoint that ``torch.load(weights_only=True)`` refuses (a training checkpoint with
+    Python objects beside the weights) as safetensors holding only its network; returns a report.
+
+    This unpickles ``src`` with full trust, once: run it only on a file from a source you trust.
+    The network is taken as loading takes it (wrappers, ``module.`` and Lightning prefixes, training
+    entries dropped by name), must be a known architecture, and must load strictly; the output then
+    loads without any unpickling.
+    """
+    from .loading import CheckpointError, build_from_state_dict, canonicalize, errors_naming
+
+    src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() != ".safetensors":
+        raise CheckpointError(f"{dst}: the output must be a .safetensors file")
+    checkpoint = torch.load(src, map_location="cpu", weights_only=False)  # the trusted, one-time step
+    with errors_naming(src):
+        state = canonicalize(checkpoint)
+        model = build_from_state_dict(state)
+    from safetensors.torch import save_file
+
+    with atomic_path(dst) as tmp:
+        # clone: safetensors refuses tensors that share storage
+        save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(tmp))
+    return f"{src.name} -> {dst} ({type(model).__name__}, {len(state)} tensors); load {dst.name} from now on"

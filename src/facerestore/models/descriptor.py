@@ -16,14 +16,17 @@ from typing import Any
 from torch import nn
 
 from ..archs.arcface import ResNetArcFace
+from ..archs.codeformer import CodeFormer
+from ..archs.gpen import FullGenerator
 from ..archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
 from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from ..archs.parsenet import ParseNet
 from ..archs.restoreformer import RestoreFormer
 from ..archs.retinaface import RetinaFace
 from ..archs.rrdbnet import RRDBNet
+from .zoo import CODEFORMER_LICENSE, GPEN_LICENSE
 
-__all__ = ["ModelDescriptor", "Purpose", "describe", "require_purpose"]
+__all__ = ["ModelDescriptor", "Purpose", "describe", "purpose_of_architecture", "require_purpose"]
 
 
 class Purpose(str, enum.Enum):
@@ -44,6 +47,10 @@ class ModelDescriptor:
     input_range: the value range the forward expects, e.g. (-1, 1) for GFPGAN, (0, 1) for RRDBNet.
     takes_noise: the forward accepts ``return_rgb=`` and ``randomize_noise=`` (StyleGAN2 decoders).
     half_safe: fp16/bf16 give usable output without special care (see the speed notes).
+    takes_fidelity: the forward takes a fidelity weight ``w`` (CodeFormer: 0 = quality, 1 = fidelity),
+        which then replaces the blend of restored and input faces.
+    license: the licence of the family's released weights ("" where facerestore does not track one);
+        ``zoo.LICENSE_CONSENT`` lists those that need the user's explicit yes before a download.
     """
 
     architecture: str
@@ -55,6 +62,8 @@ class ModelDescriptor:
     input_channels: int = 3
     takes_noise: bool = False
     half_safe: bool = False
+    takes_fidelity: bool = False
+    license: str = ""
 
     def __str__(self) -> str:
         size = f", {self.input_size}x{self.input_size} input" if self.input_size else ""
@@ -79,11 +88,19 @@ def describe(model: nn.Module) -> ModelDescriptor:
         # The StyleGAN2 style normalisation overflows in fp16 (GFPGAN #50); our forward keeps it
         # and the demodulation sums in fp32 (archs/stylegan2.py), which is what makes it half-safe.
         return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=_gfpgan_size(model),
-                               input_range=(-1.0, 1.0), takes_noise=True, half_safe=True)
-    if isinstance(model, RestoreFormer):
+                               input_range=(-1.0, 1.0), takes_noise=True, half_safe=True, license="Apache-2.0")
+    if isinstance(model, RestoreFormer):  # and RestoreFormerPlusPlus
         # Codebook distances stay in fp32 (archs/restoreformer.py).
         return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
-                               size_multiple=32, half_safe=True)
+                               size_multiple=32, half_safe=True, license="Apache-2.0")
+    if isinstance(model, CodeFormer):
+        # half: not measured (its codes are picked by argmax over a softmax computed in the input dtype)
+        return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=512, input_range=(-1.0, 1.0),
+                               takes_fidelity=True, license=CODEFORMER_LICENSE)
+    if isinstance(model, FullGenerator):
+        # half: not measured (the StyleGAN2 pieces keep their sums in fp32, the encoder does not)
+        return ModelDescriptor(name, Purpose.FACE_RESTORATION, input_size=int(model.size), input_range=(-1.0, 1.0),
+                               license=GPEN_LICENSE)
     if isinstance(model, RRDBNet):
         scale = int(model.scale)
         # x2 and x1 models start with a pixel-unshuffle by 2 and 4.
@@ -103,12 +120,30 @@ def describe(model: nn.Module) -> ModelDescriptor:
 
 
 _ROLE_HINTS = {
-    Purpose.FACE_RESTORATION: "a GFPGAN or RestoreFormer file (e.g. GFPGANv1.4.pth)",
+    Purpose.FACE_RESTORATION: "a GFPGAN, RestoreFormer(++), CodeFormer or GPEN file (e.g. GFPGANv1.4.pth)",
     Purpose.UPSCALING: "a Real-ESRGAN file (e.g. RealESRGAN_x2plus.pth)",
     Purpose.FACE_DETECTION: "a RetinaFace file (detection_Resnet50_Final.pth)",
     Purpose.FACE_PARSING: "a ParseNet file (parsing_parsenet.pth)",
     Purpose.IDENTITY: "an ArcFace file (arcface_resnet18.pth)",
 }
+
+
+_PURPOSE_OF_CLASS: dict[type, Purpose] = {
+    GFPGANv1: Purpose.FACE_RESTORATION, GFPGANv1Clean: Purpose.FACE_RESTORATION,
+    GFPGANBilinear: Purpose.FACE_RESTORATION, RestoreFormer: Purpose.FACE_RESTORATION,
+    RRDBNet: Purpose.UPSCALING, RetinaFace: Purpose.FACE_DETECTION, ParseNet: Purpose.FACE_PARSING,
+    ResNetArcFace: Purpose.IDENTITY, StyleGAN2Discriminator: Purpose.DISCRIMINATOR,
+    FacialComponentDiscriminator: Purpose.DISCRIMINATOR,
+}
+
+
+def purpose_of_architecture(architecture: type | str) -> Purpose | None:
+    """What a known architecture (class or class name, as the zoo names them) is for, without
+    building it: for checks at start-up that must not load every network. None when unknown."""
+    for cls, purpose in _PURPOSE_OF_CLASS.items():
+        if architecture is cls or architecture == cls.__name__:
+            return purpose
+    return None
 
 
 def require_purpose(descriptor: ModelDescriptor, purpose: Purpose, role: str, source: Any = None) -> None:

@@ -17,10 +17,15 @@ import torch
 from torch import nn
 
 from .arch_detect import ArchRule, StateDict
-from .descriptor import ModelDescriptor, Purpose, describe, require_purpose
+from .descriptor import ModelDescriptor, Purpose, describe, purpose_of_architecture, require_purpose
 
 # Wrappers seen in released files, in order of preference (EMA weights are the ones to infer with).
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+
+# PyTorch Lightning modules that hold the network as a child (RestoreFormer++'s RestoreFormerModel:
+# ``vqvae`` beside the training loss): the network's prefix, and the prefixes of the training-only
+# children dropped by name. Anything else in such a file is an error, not silently ignored.
+_LIGHTNING_NETWORKS = {"vqvae.": ("loss.",)}
 
 
 class CheckpointError(ValueError):
@@ -58,7 +63,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than weights, which "
             f"could run code when unpickled. Only plain state dicts are accepted "
-            f"(torch.load weights_only=True). Detail: {first_line}") from exc
+            f"(torch.load weights_only=True). If the file comes from a source you trust, convert it once: "
+            f"`facerestore convert --unpickle {path} {path.with_suffix('.safetensors')}` (unpickles it "
+            f"this one time, keeps only the network), then use the .safetensors file. "
+            f"Detail: {first_line}") from exc
     except Exception as exc:  # garbage bytes can trip the unpickler in arbitrary ways
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'truncated or corrupt'})") from exc
@@ -78,15 +86,31 @@ def canonicalize(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         raise CheckpointError("the checkpoint holds no tensors")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return _lightning_network(tensors)
+
+
+def _lightning_network(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network inside a Lightning module's state dict (see ``_LIGHTNING_NETWORKS``), or
+    ``tensors`` unchanged when it is not one."""
+    for prefix, training_only in _LIGHTNING_NETWORKS.items():
+        if not any(k.startswith(prefix) for k in tensors):
+            continue
+        kept = {k: v for k, v in tensors.items() if not k.startswith(training_only)}
+        strays = sorted({k.split(".")[0] + "." for k in kept if not k.startswith(prefix)})
+        if strays:
+            raise CheckpointError(f"a training checkpoint with the network under '{prefix}' also holds "
+                                  f"{', '.join(strays)} entries, which are neither the network nor a known "
+                                  f"training-only part ({', '.join(training_only)})")
+        return {k[len(prefix):]: v for k, v in kept.items()}
     return tensors
 
 
 def _rules() -> list[ArchRule]:
     """Every architecture rule, most specific family first. Listed by hand: a rule module that
     fails to import is an error, never a silently missing architecture."""
-    from .arch_detect import facexlib, gfpgan, others
+    from .arch_detect import facexlib, gfpgan, others, restorers
 
-    rules = [*gfpgan.RULES, *others.RULES, *facexlib.RULES]
+    rules = [*gfpgan.RULES, *others.RULES, *restorers.RULES, *facexlib.RULES]
     names = [rule.name for rule in rules]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -158,6 +182,40 @@ def load(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu
     return LoadedModel(model, descriptor, source)
 
 
+def check_model(name_or_path: str | Path, purpose: Purpose, role: str, *, allow_download: bool = True) -> None:
+    """Refuse, before anything is built, a model that cannot serve as ``role``: a name that is
+    neither a file nor in the zoo, a zoo model not on disk when downloads are off, or a file of
+    another kind (its architecture is read from the tensors' names and shapes). Raises
+    :class:`CheckpointError` starting with ``role``. A server checks every model it offers this
+    way at start-up and loads each only when first asked for."""
+    from . import zoo
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        try:
+            with errors_naming(path):
+                rule, _ = detect_architecture(canonicalize(read_checkpoint(path)))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{role}: {exc}") from None
+        architecture = rule.module_class.__name__
+    else:
+        entry = zoo.find_entry(str(name_or_path))
+        if entry is None:
+            names = ", ".join(e.name for e in zoo.MODELS)
+            raise CheckpointError(f"{role}: '{name_or_path}' is neither a file nor a known model name. "
+                                  f"Known names: {names}")
+        if not allow_download and zoo.locate(entry) is None:
+            raise CheckpointError(f"{role}: " + zoo.missing_message(entry, "downloads are off"))
+        architecture = entry.arch
+    found = purpose_of_architecture(architecture)
+    if found is not purpose:
+        from .descriptor import _ROLE_HINTS
+
+        kind = f"{architecture} ({found.value})" if found is not None else architecture
+        raise CheckpointError(f"{role}: {name_or_path} is {kind}, but this needs "
+                              f"{_ROLE_HINTS.get(purpose, purpose.value)}")
+
+
 def load_model(name_or_path: str | Path | nn.Module, device: str | torch.device = "cpu", *,
                allow_download: bool = True) -> nn.Module:
     """A ready model (eval mode, on ``device``) from a zoo name, a weights file, or a module.
@@ -191,4 +249,6 @@ def _load_file(name_or_path: str | Path, device: str | torch.device, allow_downl
         if entry is not None and type(model).__name__ != entry.arch:
             raise CheckpointError(f"holds {type(model).__name__}, but '{entry.name}' is {entry.arch}; "
                                   f"replace the file with {entry.url}")
+    with contextlib.suppress(TypeError):  # a network without a descriptor has no licence to tell
+        zoo.note_license(entry.name if entry is not None else path.name, describe(model).license)
     return model.to(device), str(path)

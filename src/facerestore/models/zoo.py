@@ -22,11 +22,20 @@ from ..io.atomic import atomic_path, atomic_write_text
 
 CACHE_ENV = "FACERESTORE_HOME"
 OFFLINE_ENV = "FACERESTORE_OFFLINE"
+# Comma-separated model names whose licence the user accepts (as --accept-license NAME does).
+ACCEPT_LICENSE_ENV = "FACERESTORE_ACCEPT_LICENSE"
+# Licences of released weights that restrict use.
+CODEFORMER_LICENSE = "S-Lab License 1.0 (non-commercial)"
+GPEN_LICENSE = "unstated (no licence file; commercial restrictions cited)"
+# Licences under which weights are never downloaded without the user's explicit yes: not for
+# commercial use, or no licence stated at all.
+LICENSE_CONSENT = frozenset({CODEFORMER_LICENSE, GPEN_LICENSE})
 
 # Where the official CLI (inference_gfpgan.py, GFPGANer) keeps weights, relative to the working dir.
 LEGACY_DIRS = ("experiments/pretrained_models", "gfpgan/weights")
 
 _GH = "https://github.com"
+_GPEN = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"  # the links in GPEN's README
 
 
 @dataclass(frozen=True)
@@ -41,59 +50,76 @@ class ModelEntry:
     size: int | None = None
     description: str = ""
     aliases: tuple[str, ...] = ()
+    license: str = ""
+    approx_size: str = ""  # as seen in public lists, where the exact byte count is not published
 
 
 MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("v1", "GFPGANv1.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/GFPGANv1.pth",
                "GFPGANv1",
-               description="paper model; colourises; more artefacts", aliases=("1", "1.0")),
+               description="paper model; colourises; more artefacts", aliases=("1", "1.0"), license="Apache-2.0"),
     ModelEntry("v1.2", "GFPGANCleanv1-NoCE-C2.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.2.0/GFPGANCleanv1-NoCE-C2.pth",
                "GFPGANv1Clean", description="no colourisation; sharper, with make-up look",
-               aliases=("1.2",)),
+               aliases=("1.2",), license="Apache-2.0"),
     ModelEntry("v1.3", "GFPGANv1.3.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.3.pth",
                "GFPGANv1Clean",
                sha256="c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
-               description="more natural; robust to very low or high quality", aliases=("1.3",)),
+               description="more natural; robust to very low or high quality", aliases=("1.3",), license="Apache-2.0"),
     ModelEntry("v1.4", "GFPGANv1.4.pth", f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
                "GFPGANv1Clean",
                sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad", size=348632874,
-               description="more details and better identity (default)", aliases=("1.4",)),
+               description="more details and better identity (default)", aliases=("1.4",), license="Apache-2.0"),
     ModelEntry("RestoreFormer", "RestoreFormer.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.4/RestoreFormer.pth", "RestoreFormer",
-               description="transformer-based restoration (Wang et al. 2022)", aliases=("restoreformer",)),
+               description="transformer-based restoration (Wang et al. 2022)", aliases=("restoreformer",),
+               license="Apache-2.0"),
     ModelEntry("realesrgan-x2plus", "RealESRGAN_x2plus.pth",
                f"{_GH}/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth", "RRDBNet",
                sha256="49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb", size=67061725,
-               description="Real-ESRGAN x2 background upsampler", aliases=("realesrgan",)),
+               description="Real-ESRGAN x2 background upsampler", aliases=("realesrgan",), license="BSD-3-Clause"),
     ModelEntry("realesrgan-x4plus", "RealESRGAN_x4plus.pth",
                f"{_GH}/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth", "RRDBNet",
                sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", size=67040989,
-               description="Real-ESRGAN x4 background upsampler"),
+               description="Real-ESRGAN x4 background upsampler", license="BSD-3-Clause"),
     ModelEntry("retinaface-resnet50", "detection_Resnet50_Final.pth",
                f"{_GH}/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth", "RetinaFace",
                sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d", size=109497761,
-               description="face detector used by the official pipeline"),
+               description="face detector used by the official pipeline", license="MIT"),
     ModelEntry("retinaface-mobilenet0.25", "detection_mobilenet0.25_Final.pth",
                f"{_GH}/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
-               "RetinaFace", description="small, fast face detector"),
+               "RetinaFace", description="small, fast face detector", license="MIT"),
     ModelEntry("parsenet", "parsing_parsenet.pth",
                f"{_GH}/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth", "ParseNet",
                sha256="3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2", size=85331193,
-               description="face parsing; gives the paste-back mask"),
+               description="face parsing; gives the paste-back mask", license="MIT"),
     ModelEntry("arcface-resnet18", "arcface_resnet18.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth", "ResNetArcFace",
-               description="identity network (training loss, identity score)"),
+               description="identity network (training loss, identity score)", license="Apache-2.0"),
+    ModelEntry("restoreformer++", "RestoreFormer++.ckpt",
+               f"{_GH}/wzhouxiff/RestoreFormerPlusPlus/releases/download/v1.0.0/RestoreFormer++.ckpt",
+               "RestoreFormerPlusPlus", description="RestoreFormer with multi-scale attention (Wang et al. 2023)",
+               aliases=("RestoreFormerPlusPlus", "rf++"), license="Apache-2.0", approx_size="294.0 MB"),
+    ModelEntry("codeformer", "codeformer.pth", f"{_GH}/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+               "CodeFormer", description="codebook transformer; -w is its fidelity (0 quality .. 1 fidelity)",
+               aliases=("CodeFormer",), license=CODEFORMER_LICENSE, approx_size="376.6 MB"),
+    ModelEntry("gpen-bfr-512", "GPEN-BFR-512.pth", f"{_GPEN}/GPEN-BFR-512.pth", "FullGenerator",
+               description="GPEN blind face restoration, 512 px (Yang et al. 2021)", aliases=("gpen", "gpen-512"),
+               license=GPEN_LICENSE, approx_size="284 MB"),
+    ModelEntry("gpen-bfr-256", "GPEN-BFR-256.pth", f"{_GPEN}/GPEN-BFR-256.pth", "FullGenerator",
+               description="GPEN blind face restoration, 256 px", aliases=("gpen-256",),
+               license=GPEN_LICENSE, approx_size="76 MB"),
     # training-only files (facerestore train)
     ModelEntry("stylegan2-512", "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
                "StyleGAN2Generator",
-               description="StyleGAN2 prior: initialises the GFPGANv1 decoder for training"),
+               description="StyleGAN2 prior: initialises the GFPGANv1 decoder for training", license="Apache-2.0"),
     ModelEntry("ffhq-components", "FFHQ_eye_mouth_landmarks_512.pth",
                f"{_GH}/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
-               "landmarks", description="FFHQ eye/mouth boxes for the component discriminators (training)"),
+               "landmarks", description="FFHQ eye/mouth boxes for the component discriminators (training)",
+               license="Apache-2.0"),
     ModelEntry("vgg19", "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "VGG19",
-               description="torchvision VGG19 (ImageNet): perceptual/style loss in training"),
+               description="torchvision VGG19 (ImageNet): perceptual/style loss in training", license="BSD-3-Clause"),
 )
 
 
@@ -103,6 +129,37 @@ class ModelUnavailableError(RuntimeError):
 
 class ChecksumError(RuntimeError):
     """A file's size or sha256 does not match the published value."""
+
+
+class LicenseConsentError(ModelUnavailableError):
+    """A model under a restrictive or unstated licence would be downloaded without the user's yes."""
+
+
+_accepted_licenses: set[str] = set()
+_noted_licenses: set[str] = set()
+
+
+def accept_license(*names: str) -> None:
+    """Record the user's yes to the licences of these models (names or aliases), for this process;
+    the ``--accept-license NAME`` flags call this. ``$FACERESTORE_ACCEPT_LICENSE`` does the same."""
+    _accepted_licenses.update(n.strip().lower() for n in names if n.strip())
+
+
+def needs_consent(entry: ModelEntry) -> bool:
+    return entry.license in LICENSE_CONSENT
+
+
+def license_accepted(entry: ModelEntry) -> bool:
+    from_env = {n.strip().lower() for n in os.environ.get(ACCEPT_LICENSE_ENV, "").split(",") if n.strip()}
+    names = {entry.name.lower(), entry.filename.lower(), *(a.lower() for a in entry.aliases)}
+    return bool(names & (_accepted_licenses | from_env))
+
+
+def note_license(what: str, license: str) -> None:
+    """Print a restrictive licence to stderr, once per model per process, when a model is used."""
+    if license in LICENSE_CONSENT and what not in _noted_licenses:
+        _noted_licenses.add(what)
+        print(f"note: {what} weights are under {license}; make sure your use is allowed.", file=sys.stderr)
 
 
 def find_entry(name: str) -> ModelEntry | None:
@@ -204,6 +261,12 @@ def ensure_model_file(entry: ModelEntry, *, allow_download: bool = True, progres
     if not allow_download or os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise ModelUnavailableError(missing_message(entry, f"downloads are disabled ({OFFLINE_ENV} is set)"
                                                     if allow_download else "downloads are disabled"))
+    if needs_consent(entry) and not license_accepted(entry):
+        raise LicenseConsentError(
+            f"'{entry.name}' ({entry.filename}) is under {entry.license}, so it is not downloaded without "
+            f"your explicit yes. If your use is allowed, pass --accept-license {entry.name} or set "
+            f"{ACCEPT_LICENSE_ENV}={entry.name}; or download it yourself from {entry.url} "
+            f"into {cache_dir()}.")
     try:
         download(entry.url, cached_path(entry), sha256=entry.sha256, size=entry.size, progress=progress)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ChecksumError) as exc:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
@@ -30,84 +29,19 @@ from ..io.images import (
     OutputTooLargeError,
     check_output_pixels,
     choose_output_ext,
-    compose_output,
     encode_image,
+    from_pipeline,
     holds_alpha,
     peek_size,
     read_image,
+    to_pipeline,
 )
 from .options import OptionsError, RestoreOptions
+from .results import BatchSummary, FileResult
 
 OUTPUT_FOLDERS = ("cropped_faces", "restored_faces", "cmp", "restored_imgs")
 
 NoteCallback = Callable[[str], None]
-
-
-@dataclass
-class FileResult:
-    """What became of one input file."""
-
-    path: Path
-    faces: int = 0
-    outputs: list[Path] = field(default_factory=list)
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    # An unexpected failure (not a bad input file): kept so a front-end can show its traceback.
-    exception: BaseException | None = field(default=None, repr=False)
-    # What the report records: the input's size, and one record per restored face (box, score,
-    # landmarks, identity score, weight used, output paths), see pipeline/report.py.
-    size_bytes: int | None = None
-    width: int | None = None
-    height: int | None = None
-    face_records: list = field(default_factory=list)  # list[restorer.FaceRecord]
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class BatchSummary:
-    files: int = 0
-    results: list[FileResult] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)  # run-wide notes (models chosen, scores unavailable)
-    model_files: dict[str, str] = field(default_factory=dict)  # role -> weights file, for the report
-    report_path: Path | None = None  # where the JSON report was written, if asked (options.report)
-
-    @property
-    def succeeded(self) -> int:
-        return sum(r.ok for r in self.results)
-
-    @property
-    def faces(self) -> int:
-        return sum(r.faces for r in self.results)
-
-    @property
-    def failures(self) -> list[tuple[Path, str]]:
-        return [(r.path, r.error) for r in self.results if r.error is not None]
-
-    @property
-    def no_face(self) -> list[Path]:
-        return [r.path for r in self.results if r.ok and r.faces == 0]
-
-    def report(self) -> str:
-        done = len(self.results)
-        head = (f"interrupted after {done} of {self.files} files: " if self.interrupted else "")
-        lines = [f"{head}{self.succeeded}/{self.files} files restored, {self.faces} faces, "
-                 f"{len(self.failures)} failed, {self.seconds:.1f} s"]
-        if self.no_face:
-            lines.append(f"no face found in {len(self.no_face)}: " + ", ".join(p.name for p in self.no_face))
-        scored = [(rec.identity, r.path, rec.index) for r in self.results for rec in r.face_records
-                  if rec.identity is not None]
-        if scored:
-            low, path, index = min(scored)
-            lines.append(f"identity score (ArcFace cosine, input vs restored face): mean "
-                         f"{sum(s for s, _, _ in scored) / len(scored):.3f}, lowest {low:.3f} "
-                         f"({path.name} face {index})")
-        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- planning
@@ -153,13 +87,6 @@ def output_paths(stem: str, n_faces: int, options: RestoreOptions, ext: str, out
 
 
 # --------------------------------------------------------------------------- one file
-
-
-def _as_cv2_array(loaded: LoadedImage) -> np.ndarray:
-    """The image as ``cv2.imread(..., IMREAD_UNCHANGED)`` would give it (BGR or BGRA, 8/16-bit)."""
-    if loaded.alpha is None:
-        return loaded.pixels
-    return np.dstack([loaded.pixels, loaded.alpha])
 
 
 def check_output_size(path: Path, options: RestoreOptions) -> None:
@@ -224,12 +151,12 @@ def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, 
     args = _restore_args(options)
     if restored_all is not None or hasattr(restorer, "restore"):
         if restored_all is None:
-            restored_all = restorer.restore(_as_cv2_array(loaded), **args)
+            restored_all = restorer.restore(to_pipeline(loaded), **args)
         cropped, restored, restored_img = restored_all.cropped, restored_all.restored, restored_all.image
         result.face_records = restored_all.faces
         result.notes.extend(f"{path.name}: {message}" for message in restored_all.notes)
     else:  # a duck-typed restorer with the official enhance() only
-        cropped, restored, restored_img = restorer.enhance(_as_cv2_array(loaded), **args)
+        cropped, restored, restored_img = restorer.enhance(to_pipeline(loaded), **args)
     targets = output_paths(stem or path.stem, len(cropped), options, ext, out_dir)
     if options.save_faces:
         for record in result.face_records:
@@ -241,12 +168,7 @@ def compute_file(restorer, read: _Read, out_dir: Path, options: RestoreOptions, 
             images.append((targets["restored_faces"][i], face))
             images.append((targets["cmp"][i], np.concatenate([crop, face], axis=1)))
     if restored_img is not None:
-        # enhance returns the input's layout: BGR, or BGRA when the input kept its alpha.
-        alpha = restored_img[:, :, 3] if restored_img.ndim == 3 and restored_img.shape[2] == 4 else None
-        colour = restored_img if restored_img.ndim == 2 else restored_img[:, :, :3]
-        if colour.ndim == 2:
-            colour = np.repeat(colour[:, :, None], 3, axis=2)
-        final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
+        final = from_pipeline(restored_img, loaded, keep_grey=restorer.keep_grey)
         images.append((targets["restored_imgs"][0], final))
     result.faces = len(cropped)
     return result, images, read.seconds + time.perf_counter() - start
@@ -292,7 +214,7 @@ def _restore_together(restorer, reads: list[_Read], options: RestoreOptions) -> 
         return {}
     start = time.perf_counter()
     try:
-        results = restorer.restore_many([_as_cv2_array(r.loaded) for r in reads], **_restore_args(options))
+        results = restorer.restore_many([to_pipeline(r.loaded) for r in reads], **_restore_args(options))
     except Exception:
         return {}
     share = (time.perf_counter() - start) / len(reads)
@@ -310,6 +232,121 @@ def _failed(path: Path, exc: BaseException) -> FileResult:
 # --------------------------------------------------------------------------- the batch
 
 
+class _BatchRun:
+    """The loop of one :func:`run_batch`, in three steps that overlap: *read ahead* decodes the
+    next files in a thread, *restore* runs the networks on one file (or a group of files whose
+    faces share batches, on GPUs), and *write behind* encodes and writes the previous file's
+    outputs in a thread while the next one is restored (OpenCV and numpy release the GIL).
+    Results are recorded in input order; each file's outputs are still staged and committed
+    together by :func:`write_outputs`. Without ``overlap`` every step runs in turn, in one thread.
+    """
+
+    def __init__(self, files: list[Path], out_dir: Path, options: RestoreOptions, restorer,
+                 summary: BatchSummary, *, stems: dict[Path, str], protected: set[Path], overlap: bool,
+                 on_note: NoteCallback | None, on_file: Callable[[FileResult], None] | None) -> None:
+        self.files, self.out_dir, self.options, self.restorer = files, out_dir, options, restorer
+        self.summary, self.stems, self.protected, self.overlap = summary, stems, protected, overlap
+        self.on_note, self.on_file = on_note, on_file
+        self.group = _files_per_group(restorer)
+        self.pool: ThreadPoolExecutor | None = None
+        self.reads: dict[int, Future] = {}  # input index -> its decode, started ahead
+        self.writing: tuple[Path, Future] | None = None  # the previous file's write, still going
+
+    def run(self, progress: Callable[[Iterable[Path]], Iterable[Path]] | None) -> None:
+        """Every file, in order; Ctrl-C stops after the current file (summary.interrupted)."""
+        with ThreadPoolExecutor(max_workers=2 if self.overlap else 1, thread_name_prefix="facerestore-io") as pool:
+            self.pool = pool
+            self.read_ahead(0, self.group + 1)
+            items: list[tuple[int, Path]] = []
+            try:
+                for i, path in enumerate(progress(self.files) if progress else self.files):
+                    items.append((i, path))
+                    if len(items) < self.group and i + 1 < len(self.files):
+                        continue
+                    self.read_ahead(i + 1, i + 1 + self.group)
+                    group, items = items, []
+                    self.restore(group)
+                if items:
+                    self.restore(items)
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+                for future in self.reads.values():
+                    future.cancel()
+            finally:
+                self.finish_write()  # a started write completes (all of a file's outputs or none)
+
+    def record(self, result: FileResult) -> None:
+        if self.on_note is not None:
+            for message in result.notes:
+                self.on_note(message)
+        self.summary.results.append(result)
+        if self.on_file is not None:
+            self.on_file(result)
+
+    # read ahead
+
+    def read_ahead(self, low: int, high: int) -> None:
+        """Start decoding files ``low`` to ``high - 1`` in the pool (with ``overlap``)."""
+        if not self.overlap:
+            return
+        for j in range(low, min(high, len(self.files))):
+            if j not in self.reads:
+                self.reads[j] = self.pool.submit(read_file, self.files[j], self.options)
+
+    def _read(self, i: int, path: Path) -> _Read | BaseException:
+        """File ``i``'s decode: the one read ahead, or read now (no overlap, or a progress
+        wrapper that reordered the files); a failure is returned, to be recorded in order."""
+        future = self.reads.pop(i, None)
+        try:
+            if future is not None and path == self.files[i]:
+                return future.result()
+            return read_file(path, self.options)
+        except Exception as exc:
+            return exc
+
+    # restore
+
+    def restore(self, items: list[tuple[int, Path]]) -> None:
+        """Restore a group of files (their faces batched together when there are several) and
+        hand each one's outputs to the write-behind step."""
+        loaded = [(path, self._read(i, path)) for i, path in items]
+        together = _restore_together(self.restorer, [r for _, r in loaded if isinstance(r, _Read)], self.options)
+        for path, read in loaded:
+            try:
+                if isinstance(read, BaseException):
+                    raise read
+                done = together.get(id(read))
+                result, images, seconds = compute_file(self.restorer, read, self.out_dir, self.options,
+                                                       stem=self.stems[path], restored_all=done[0] if done else None)
+                seconds += done[1] if done else 0.0
+            except Exception as exc:
+                self.finish_write()
+                self.record(_failed(path, exc))
+                continue
+            self.write_behind(path, result, images, seconds)
+
+    # write behind
+
+    def write_behind(self, path: Path, result: FileResult, images: list[tuple[Path, np.ndarray]],
+                     seconds: float) -> None:
+        """Record the previous file, then start writing this one's outputs (at once without overlap)."""
+        self.finish_write()
+        self.writing = (path, self.pool.submit(write_outputs, result, images, seconds, self.out_dir, self.protected))
+        if not self.overlap:
+            self.finish_write()
+
+    def finish_write(self) -> None:
+        """Wait for the write under way, if any, and record its file (written, or why not)."""
+        if self.writing is None:
+            return
+        path, future = self.writing
+        self.writing = None
+        try:
+            self.record(future.result())
+        except Exception as exc:
+            self.record(_failed(path, exc))
+
+
 def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, restorer=None,
               on_note: NoteCallback | None = None, on_file: Callable[[FileResult], None] | None = None,
               progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
@@ -318,12 +355,13 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
 
     ``options`` is validated and the output folder and input/output clashes are checked before
     any model is loaded. ``restorer`` reuses a loaded :class:`~facerestore.Restorer` (a web
-    worker); by default one is built from ``options``, and its notes (warnings) go to ``on_note``.
+    worker); by default one is built from ``options``, and its notes go to ``on_note``.
     ``progress`` wraps the file iterable (a progress bar). ``stems`` names each file's results
-    (default :func:`output_stems`; a sharded run passes the names computed over all inputs). Ctrl-C stops after the current file's
-    outputs are either all written or not at all; the summary says so (``interrupted``).
+    (default :func:`output_stems`; a sharded run passes the names computed over all inputs).
+    Ctrl-C stops after the current file's outputs are either all written or not at all; the
+    summary says so (``interrupted``).
     ``overlap`` decodes the next file and writes the previous one in threads while a file is
-    restored (the outputs are the same either way).
+    restored (the outputs are the same either way; see :class:`_BatchRun`).
     """
     from .options import check_output_folder
     from .restorer import Restorer
@@ -344,94 +382,12 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
         return summary
     start = time.perf_counter()
     if restorer is None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            restorer = Restorer.from_options(options)
-        for warning in caught:
-            note(str(warning.message))
+        restorer = Restorer(options)
+        for message in restorer.notes:
+            note(message)
     summary.model_files = dict(getattr(restorer, "model_files", {}))
-
-    def record(result: FileResult) -> None:
-        for message in result.notes:
-            if on_note is not None:
-                on_note(message)
-        summary.results.append(result)
-        if on_file is not None:
-            on_file(result)
-
-    # Decoding the next files and encoding/writing the previous one run in two threads while
-    # this one computes (OpenCV and numpy release the GIL). Results are recorded in input order,
-    # and each file's outputs are still staged and committed together by write_outputs. With a
-    # batch size above 1 (GPUs) consecutive files are restored together, their faces batched.
-    group = _files_per_group(restorer)
-    with ThreadPoolExecutor(max_workers=2 if overlap else 1, thread_name_prefix="facerestore-io") as pool:
-        reads: dict[int, Future] = {}
-
-        def prefetch(low: int, high: int) -> None:
-            for j in range(low, min(high, len(files))):
-                if overlap and j not in reads:
-                    reads[j] = pool.submit(read_file, files[j], options)
-
-        writing: tuple[Path, Future] | None = None
-
-        def finish_write() -> None:
-            nonlocal writing
-            if writing is not None:
-                path, future = writing
-                writing = None
-                try:
-                    record(future.result())
-                except Exception as exc:
-                    record(_failed(path, exc))
-
-        def process(items: list[tuple[int, Path]]) -> None:
-            nonlocal writing
-            loaded: list[tuple[Path, _Read | BaseException]] = []
-            for i, path in items:
-                future = reads.pop(i, None)
-                try:
-                    if future is not None and path == files[i]:
-                        loaded.append((path, future.result()))
-                    else:  # no read ahead (overlap off), or a progress wrapper that reordered
-                        loaded.append((path, read_file(path, options)))
-                except Exception as exc:
-                    loaded.append((path, exc))
-            together = _restore_together(restorer, [r for _, r in loaded if isinstance(r, _Read)], options)
-            for k, (path, read) in enumerate(loaded):
-                try:
-                    if isinstance(read, BaseException):
-                        raise read
-                    done = together.get(id(read))
-                    result, images, seconds = compute_file(restorer, read, out_dir, options, stem=stems[path],
-                                                           restored_all=done[0] if done else None)
-                    seconds += done[1] if done else 0.0
-                except Exception as exc:
-                    finish_write()
-                    record(_failed(path, exc))
-                    continue
-                finish_write()
-                writing = (path, pool.submit(write_outputs, result, images, seconds, out_dir, protected))
-                if not overlap:
-                    finish_write()
-
-        prefetch(0, group + 1)
-        items: list[tuple[int, Path]] = []
-        try:
-            for i, path in enumerate(progress(files) if progress else files):
-                items.append((i, path))
-                if len(items) < group and i + 1 < len(files):
-                    continue
-                prefetch(i + 1, i + 1 + group)
-                batch_items, items = items, []
-                process(batch_items)
-            if items:
-                process(items)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            for future in reads.values():
-                future.cancel()
-        finally:
-            finish_write()  # a started write completes (all of a file's outputs or none)
+    _BatchRun(files, out_dir, options, restorer, summary, stems=stems, protected=protected, overlap=overlap,
+              on_note=on_note, on_file=on_file).run(progress)
     summary.seconds = time.perf_counter() - start
     if options.report is not None:
         from .report import build_report, write_report

@@ -14,11 +14,12 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from ..io.images import is_grey
+
 __all__ = ["face_mask", "match_colour"]
 
 # Std ratios are capped: a flat restored channel (std near 0) would otherwise be blown up into noise.
 _MAX_STD_RATIO = 4.0
-_GREY_TOLERANCE = 2  # levels; as the restorer's own grey test
 
 
 @lru_cache(maxsize=4)
@@ -42,11 +43,6 @@ def _stats(lab: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return mean, std
 
 
-def _is_grey(img: np.ndarray) -> bool:
-    b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
-    return bool(cv2.absdiff(b, g).max() <= _GREY_TOLERANCE and cv2.absdiff(g, r).max() <= _GREY_TOLERANCE)
-
-
 def match_colour(restored: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """``restored`` (BGR uint8) with each Lab channel's mean and std, measured under ``mask``
     (default :func:`face_mask`), set to those of ``reference`` (the input face, same size).
@@ -67,7 +63,7 @@ def match_colour(restored: np.ndarray, reference: np.ndarray, mask: np.ndarray |
     lab = (src - src_mean) * ratio + ref_mean
     bgr = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2BGR)
     out = np.clip(np.round(bgr * 255.0), 0, 255).astype(np.uint8)
-    if _is_grey(reference):
+    if is_grey(reference):
         grey = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
         out = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     return out

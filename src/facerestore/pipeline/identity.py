@@ -9,7 +9,7 @@ truth on synthetic data. Both faces are the aligned crops, so no further alignme
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -61,33 +61,40 @@ def _preprocess(face: np.ndarray) -> np.ndarray:
     return identity_preprocess(grey)
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
 def load_identity_scorer(choice: object, device: str | torch.device = "cpu", *,
-                         allow_download: bool = True, needed: bool = False) -> IdentityScorer | None:
+                         allow_download: bool = True, needed: bool = False,
+                         on_note: Callable[[str], None] | None = None) -> IdentityScorer | None:
     """The scorer an ``identity_model`` option asks for.
 
-    ``None``/``"none"``: no scoring. ``"auto"``: ArcFace when its weights are already on disk
+    ``None``: no scoring. ``"auto"``: ArcFace when its weights are already on disk
     (never downloads); otherwise ``None``, silently unless ``needed`` (``--min-identity`` was
-    asked for), then with one warning that scores are unavailable. A zoo
+    asked for), then with one note that scores are unavailable. A zoo
     name, a file or a module: that network (a missing zoo file is downloaded when allowed; if it
-    cannot be had, the same warning, and the run goes on).
+    cannot be had, the same note, and the run goes on). Notes go to ``on_note`` (by default, a
+    warning).
     """
+    note = on_note if on_note is not None else _warn
     from ..models import zoo
     from ..models.descriptor import Purpose
     from ..models.loading import load
 
-    if choice is None or (isinstance(choice, str) and choice.lower() == "none"):
+    if choice is None:  # "none" became None in RestoreOptions.validate
         return None
     if isinstance(choice, str) and choice.lower() == "auto":
         found = zoo.locate(zoo.find_entry("arcface-resnet18"))
         if found is None:
             if needed:
-                warnings.warn(UNAVAILABLE_NOTE, stacklevel=2)
+                note(UNAVAILABLE_NOTE)
             return None
         choice = found
     try:
         loaded = load(choice, device, allow_download=allow_download, purpose=Purpose.IDENTITY,
                       role="the identity model (--identity-model)")
     except zoo.ModelUnavailableError as exc:
-        warnings.warn(f"{UNAVAILABLE_NOTE} ({str(exc).splitlines()[0]})", stacklevel=2)
+        note(f"{UNAVAILABLE_NOTE} ({str(exc).splitlines()[0]})")
         return None
     return IdentityScorer(loaded.model, device, source=loaded.source)

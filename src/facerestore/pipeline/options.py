@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["OptionsError", "RestoreOptions", "model_for_version", "DEFAULT_MAX_PIXELS", "MAX_UPSCALE"]
+__all__ = ["OptionsError", "RestoreOptions", "model_for_version", "check_weight", "DEFAULT_MAX_PIXELS",
+           "MAX_UPSCALE"]
 
 DEFAULT_MAX_PIXELS = 100_000_000
 # The pasted image is built in memory at full size; 16x is already 256 output pixels per input pixel.
@@ -28,6 +30,15 @@ class OptionsError(ValueError):
     def __init__(self, option: str, message: str) -> None:
         self.option = option
         super().__init__(f"{option}: {message}")
+
+
+def check_weight(weight: object) -> float:
+    """``weight`` as a float in [0, 1], or a ValueError that says what is wrong."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):  # numpy scalars are Real too
+        raise ValueError(f"weight must be a number between 0 and 1, got {weight!r}")
+    if not 0 <= float(weight) <= 1:  # also refuses nan
+        raise ValueError(f"weight must be between 0 and 1, got {weight}")
+    return float(weight)
 
 
 def model_for_version(version: str) -> str:
@@ -89,10 +100,21 @@ class RestoreOptions:
     max_output_pixels: int = 4 * DEFAULT_MAX_PIXELS
 
     def replace(self, **changes: Any) -> "RestoreOptions":
+        """A copy with ``changes`` (field names); a name that is no field is a TypeError naming it."""
+        unknown = sorted(set(changes) - FIELD_NAMES)
+        if unknown:
+            raise TypeError(f"unknown restore option(s): {', '.join(unknown)}; the options are the fields of "
+                            "RestoreOptions (model, upscale, weight, detector, min_face, identity_model, ...)")
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "RestoreOptions":
-        """Check every value; raise :class:`OptionsError` naming the first bad one. Returns self."""
+        """Check every value; raise :class:`OptionsError` naming the first bad one. Returns self.
+
+        The one place where ``"none"`` is read: ``bg_upsampler``, ``parser`` and ``identity_model``
+        given as ``"none"`` (any case) become ``None`` here, so nothing after this compares strings."""
+        for name in _NONE_MEANS_OFF:
+            if _is_off(getattr(self, name)):
+                setattr(self, name, None)
         _number("-s/--upscale", self.upscale, low=1.0, high=MAX_UPSCALE)
         _number("-w/--weight", self.weight, low=0.0, high=1.0)
         _integer("--bg_tile", self.bg_tile, low=0)
@@ -120,7 +142,7 @@ class RestoreOptions:
             _integer("--min-face", self.min_face, low=0)
         if self.min_identity is not None:
             _number("--min-identity", self.min_identity, low=-1.0, high=1.0)
-        if self.min_identity is not None and _is_off(self.identity_model):
+        if self.min_identity is not None and self.identity_model is None:
             raise OptionsError("--min-identity", "needs identity scores: set --identity-model (auto, a zoo "
                                                  "name or a file)")
         if self.identity_fallback not in ("input", "lower"):
@@ -129,6 +151,10 @@ class RestoreOptions:
             raise OptionsError("--report", f"{self.report} is a folder; give a file name such as report.json")
         _device("--device", self.device)
         return self
+
+
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(RestoreOptions))
+_NONE_MEANS_OFF = ("bg_upsampler", "parser", "identity_model")
 
 
 def _is_off(value: Any) -> bool:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from ..io.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import BatchSummary, FileResult
+    from .results import BatchSummary, FileResult
     from .options import RestoreOptions
 
-__all__ = ["SCHEMA_ID", "build_report", "write_report", "file_sha256", "versions"]
+__all__ = ["SCHEMA_ID", "build_report", "face_entry", "write_report", "file_sha256", "versions"]
 
 SCHEMA_ID = "facerestore-report/1"
 _HASH_CACHE_FILE = "file-hashes.json"
@@ -118,7 +118,8 @@ def _models(model_files: dict[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _face(record: Any) -> dict[str, Any]:
+def face_entry(record: Any) -> dict[str, Any]:
+    """One face of the report (a ``FaceRecord``); the web API's ``?output=json`` gives the same."""
     return {
         "index": record.index,
         "box": _jsonable(record.box),
@@ -141,7 +142,7 @@ def _file(result: "FileResult") -> dict[str, Any]:
         "seconds": round(result.seconds, 4),
         "ok": result.ok,
         "error": result.error,
-        "faces": [_face(r) for r in result.face_records],
+        "faces": [face_entry(r) for r in result.face_records],
         "face_count": result.faces,
         "notes": list(result.notes),
         "outputs": [str(p) for p in result.outputs],

@@ -7,10 +7,11 @@ grey / alpha / 16-bit images coming back as they went in.
 """
 from __future__ import annotations
 
-import warnings
+import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -18,47 +19,27 @@ import torch
 from torch import nn
 
 from ..face import align
-from ..face.detectors import FaceDetector, load_detector
+from ..face.detectors import load_detector
 from ..face.sanity import drop_small, split_plausible
+from ..io.images import convert_bit_depth, from_pipeline
 from ..models.descriptor import Purpose
 from ..models.loading import load
+from .options import RestoreOptions, check_weight
 
 if TYPE_CHECKING:  # pragma: no cover
     from .video import VideoSummary
-    from .options import RestoreOptions
 
 FACE_SIZE = 512  # the official face size; a model built for another size gets crops of its own size
-# Channels closer than this (in 8-bit levels) are one grey image stored as colour (a scanned
-# print saved as RGB JPEG); such photos come back grey like true single-channel ones.
-_GREY_TOLERANCE = 2
 
 
 def _as_bgr8(img: np.ndarray) -> np.ndarray:
     """Any supported image → 3-channel BGR uint8 (what detectors and face networks take)."""
-    if img.dtype == np.uint16:
-        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    img = convert_bit_depth(img, 8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(img[:, :, :3])
 
 
-def is_grey(img: np.ndarray) -> bool:
-    """True for single-channel images and for colour images whose channels are all (nearly) equal."""
-    if img.ndim == 2 or img.shape[2] == 1:
-        return True
-    tolerance = _GREY_TOLERANCE * (257 if img.dtype == np.uint16 else 1)
-    # absdiff in the image's own dtype: no full-size int32 copies of a large photo.
-    b, g, r = (np.ascontiguousarray(img[:, :, i]) for i in range(3))
-    return bool(cv2.absdiff(b, g).max() <= tolerance and cv2.absdiff(g, r).max() <= tolerance)
-
-
-def check_weight(weight: object) -> float:
-    """``weight`` as a float in [0, 1], or a ValueError that says what is wrong."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
-        raise ValueError(f"weight must be a number between 0 and 1, got {weight!r}")
-    if not 0 <= float(weight) <= 1:  # also refuses nan
-        raise ValueError(f"weight must be between 0 and 1, got {weight}")
-    return float(weight)
 
 
 def landmark_batch(landmarks: object) -> np.ndarray:
@@ -126,6 +107,9 @@ class RestoreResult:
     image: np.ndarray | None
     faces: list[FaceRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Milliseconds: "detect" (checks, detection, alignment) and "restore" (networks, blend, paste);
+    # images restored together share the network's time equally.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,122 +132,114 @@ _LOWER_WEIGHT_STEPS = (0.75, 0.5, 0.25, 0.0)
 class Restorer:
     """Restores every face of a photo and pastes it back into an upscaled background.
 
-    Args:
-        model: the face network: a zoo name (``v1``, ``v1.2``, ``v1.3``, ``v1.4``,
-            ``RestoreFormer``), a weights file, or a loaded module.
-        upscale: scale of the output image relative to the input (any float ≥ 1).
-        bg_upsampler: ``None`` for a Lanczos resize of the background, or a Real-ESRGAN model
-            (zoo name such as ``realesrgan-x2plus``, weights file, loaded module, or an
-            :class:`~facerestore.pipeline.upsampler.Upsampler`).
-        bg_tile: tile size for the background upsampler (0 = whole image at once).
-        detector: ``auto`` (RetinaFace if its weights are present, else the built-in MTCNN),
-            ``mtcnn``, ``retinaface-resnet50``, ``retinaface-mobilenet0.25``, a file or a module.
-        parser: ``parsenet`` (zoo name), a weights file or module for the ParseNet face mask
-            used when pasting, or ``None`` for the soft square mask. If the default ParseNet
-            weights are unavailable the square mask is used, with a warning.
-        device: torch device for every network.
-        seed: ``None`` uses the model's stored StyleGAN noise (deterministic, the default);
-            an integer draws fresh noise from that seed, the same for every call.
-        batch_size: faces restored per network call (faces of one photo, and of several photos
-            in :func:`~facerestore.pipeline.batch.run_batch`); by default sized by the free
-            memory on CUDA/MPS (:func:`auto_batch_size`, at most 16) and 1 on CPU, where batching
-            measured slower per face (``benchmarks/bench_forward.py``, GFPGANv1Clean_b4).
-        half: run the face network in half precision: fp16 on CUDA, bf16 on CPU and MPS. The
-            style normalisation and demodulation sums stay fp32 (fp16 overflows there); the
-            output differs from fp32 by up to a few grey levels. Face parsing, detection and the
-            background upsampler stay fp32. Off by default (fp32 gives the official pixels).
-        eye_dist_threshold: faces whose eyes are closer than this (pixels) are skipped.
-        keep_grey: grey input comes back grey (set False to keep the network's colours).
-        allow_download: fetch missing zoo weights on first use.
-        color_match: give each restored face the Lab mean/std of its input face (inside a face
-            ellipse) before the blend; off by default, which gives the official pixels.
-        identity: an ArcFace network for identity scores (zoo name ``arcface-resnet18``, a file,
-            a module), ``"auto"`` (ArcFace if its weights are on disk, else one warning), or
-            ``None`` (no scores, the default).
-        min_identity: faces whose identity score falls below this keep the input face
-            (``identity_fallback="input"``) or the highest lower weight that reaches it
-            (``"lower"``: 3/4, 1/2, 1/4 of ``weight``, then the input face).
-        det_threshold: the detector score a face needs (``None``: the detector's, 0.97).
-        min_face: faces whose box's shorter side is under this many pixels are skipped.
-        landmark_check: skip detections whose five landmarks cannot be a face (an eye detected
-            as a face), see :mod:`facerestore.face.sanity`; each one is named in the notes.
+    Its one configuration is a :class:`~facerestore.pipeline.options.RestoreOptions`, given
+    whole, as keyword overrides of its fields, or both::
+
+        Restorer(options)                          # what a front-end filled and validated
+        Restorer(model="v1.4", upscale=2)          # a Python caller: any RestoreOptions field
+        Restorer(options, detector=my_detector)    # overrides win
+        Restorer("v1.4")                           # a model alone may come first
+
+    The options are validated (:class:`~facerestore.pipeline.options.OptionsError` names the bad
+    one) before any network loads, and kept as ``restorer.options``. Fields that name networks
+    (``model``, ``bg_upsampler``, ``detector``, ``parser``, ``identity_model``) also take loaded
+    modules; ``detector`` a :class:`~facerestore.face.detectors.FaceDetector`, ``bg_upsampler`` an
+    :class:`~facerestore.pipeline.upsampler.Upsampler`. Per-image settings (``weight``,
+    ``only_center_face``, ``aligned``) are the defaults of :meth:`restore`, which may override
+    them per call; :meth:`with_options` gives a copy sharing the networks with other such
+    settings (``upscale``, ``color_match``, ...).
+
+    Choices made while loading (a background resized instead of upsampled, no ParseNet weights,
+    no identity scores) are collected in ``restorer.notes``, not issued as warnings; notes about
+    one image (a detection skipped, a face kept under ``min_identity``) are in its result's notes.
+
+    Settings, in short (see RestoreOptions for all): ``seed`` ``None`` uses the model's stored
+    StyleGAN noise (deterministic), an integer draws fresh noise from that seed; ``batch_size``
+    faces per network call, by default sized by free memory on CUDA (:func:`auto_batch_size`)
+    and 1 on CPU, where batching measured slower per face; ``half`` runs the face network in fp16
+    (CUDA) / bf16 (CPU, MPS), up to a few grey levels from fp32, which gives the official pixels;
+    ``identity_model``/``min_identity``/``identity_fallback`` score each face with ArcFace and keep
+    the input face (or the highest lower weight: 3/4, 1/2, 1/4 of ``weight``) below the threshold;
+    ``det_threshold``, ``min_face`` and ``landmark_check`` decide which detections are faces.
     """
 
-    def __init__(self, model: str | Path | nn.Module = "v1.4", upscale: float = 2,
-                 bg_upsampler: str | Path | nn.Module | None = None, bg_tile: int = 400,
-                 detector: str | Path | nn.Module | FaceDetector = "auto",
-                 parser: str | Path | nn.Module | None = "parsenet", device: str | torch.device = "cpu", *,
-                 seed: int | None = None, batch_size: int | None = None, eye_dist_threshold: float = 5,
-                 keep_grey: bool = True, allow_download: bool = True, color_match: bool = False,
-                 identity: str | Path | nn.Module | None = None, min_identity: float | None = None,
-                 identity_fallback: str = "input", det_threshold: float | None = None,
-                 min_face: int | None = None, landmark_check: bool = True, half: bool = False) -> None:
-        if upscale < 1:
-            raise ValueError(f"upscale must be >= 1, got {upscale}")
-        self.device = torch.device(device)
-        self.upscale = upscale
-        self.seed = seed
+    # Settings that need no network loaded again: with_options may change them on a copy.
+    _PER_CALL = frozenset({"upscale", "weight", "only_center_face", "aligned", "seed", "eye_dist_threshold",
+                           "keep_grey", "color_match", "min_identity", "identity_fallback", "landmark_check",
+                           "report", "suffix", "ext", "save_faces", "max_pixels", "max_output_pixels"})
+
+    def __init__(self, options: RestoreOptions | None = None, /, **overrides: Any) -> None:
+        if options is not None and not isinstance(options, RestoreOptions):
+            # Restorer("v1.4"), Restorer(my_module): a model first, as the official GFPGANer takes it.
+            if "model" in overrides:
+                raise TypeError("Restorer() got a model twice: positionally and as model=")
+            options, overrides = None, {"model": options, **overrides}
+        options = (options if options is not None else RestoreOptions()).replace(**overrides).validate()
+        self.options = options
+        self.notes: list[str] = []
+        self.device = torch.device(options.device)
+        allow_download = options.allow_download
+        half = options.half
         self.dtype = half_dtype(self.device) if half else torch.float32
-        self.eye_dist_threshold = eye_dist_threshold
-        self.keep_grey = keep_grey
-        self.color_match = bool(color_match)
-        self.det_threshold = det_threshold
-        self.min_face = min_face
-        self.landmark_check = landmark_check
-        if identity_fallback not in ("input", "lower"):
-            raise ValueError(f"identity_fallback must be 'input' or 'lower', got {identity_fallback!r}")
-        self.min_identity = min_identity
-        self.identity_fallback = identity_fallback
-        face = load(model, self.device, allow_download=allow_download, purpose=Purpose.FACE_RESTORATION,
+        face = load(options.model, self.device, allow_download=allow_download, purpose=Purpose.FACE_RESTORATION,
                     role="the face model (--model)")
         self.net, self.descriptor = face.model, face.descriptor
         self.face_size = face.descriptor.input_size or FACE_SIZE
         if half and not face.descriptor.half_safe:
-            warnings.warn(f"{face.descriptor} is not known to be safe in half precision; it runs in fp32",
-                          stacklevel=2)
+            self.notes.append(f"{face.descriptor} is not known to be safe in half precision; it runs in fp32")
             half, self.dtype = False, torch.float32
         if half:
             self.net = _to_half(self.net, self.dtype)
-        self.batch_size = (max(1, int(batch_size)) if batch_size is not None
+        self.batch_size = (options.batch_size if options.batch_size is not None
                            else auto_batch_size(self.device, self.dtype, self.face_size))
         self.model_files = {"model": face.source}
+        detector = options.detector
         self.detector = (detector if hasattr(detector, "detect") and not isinstance(detector, nn.Module)
                          else load_detector(detector, self.device, allow_download=allow_download,
-                                            conf_threshold=det_threshold, min_face=min_face))
+                                            conf_threshold=options.det_threshold, min_face=options.min_face))
         self.model_files["detector"] = getattr(self.detector, "source", "module")
         from .identity import load_identity_scorer
 
-        self.identity = load_identity_scorer(identity, self.device, allow_download=allow_download,
-                                             needed=min_identity is not None)
+        self.identity = load_identity_scorer(options.identity_model, self.device, allow_download=allow_download,
+                                             needed=options.min_identity is not None, on_note=self.notes.append)
         if self.identity is not None:
             self.model_files["identity"] = self.identity.source
-        elif min_identity is not None:
-            warnings.warn("--min-identity is not applied: there are no identity scores", stacklevel=2)
-        self.parser = self._load_parser(parser, allow_download)
-        self.upsampler = self._load_upsampler(bg_upsampler, bg_tile, allow_download)
-
-    @classmethod
-    def from_options(cls, options: "RestoreOptions") -> "Restorer":
-        """The Restorer a run's options describe (validated first). Notes about choices made
-        (a background resized instead of upsampled, a missing ParseNet) are issued as warnings."""
-        options.validate()
-        model = options.model
+        elif options.min_identity is not None:
+            self.notes.append("--min-identity is not applied: there are no identity scores")
         # Aligned faces are neither pasted nor upscaled as a background (as the official): loading
-        # the parser or the upsampler would only cost time and print notes about them.
-        return cls(model=model, upscale=options.upscale,
-                   bg_upsampler=None if options.aligned else resolve_bg_upsampler(
-                       options.bg_upsampler, options.device, options.allow_download),
-                   bg_tile=options.bg_tile, detector=options.detector,
-                   parser=None if options.aligned else options.parser,
-                   device=options.device, seed=options.seed, batch_size=options.batch_size,
-                   eye_dist_threshold=options.eye_dist_threshold, keep_grey=options.keep_grey,
-                   allow_download=options.allow_download, color_match=options.color_match,
-                   identity=options.identity_model, min_identity=options.min_identity,
-                   identity_fallback=options.identity_fallback, det_threshold=options.det_threshold,
-                   min_face=options.min_face, landmark_check=options.landmark_check, half=options.half)
+        # the parser or the upsampler would only cost time and give notes about them.
+        self.parser = None if options.aligned else self._load_parser(options.parser, allow_download)
+        self.upsampler = None if options.aligned else self._load_upsampler(
+            resolve_bg_upsampler(options.bg_upsampler, self.device, allow_download, on_note=self.notes.append),
+            options.bg_tile, allow_download)
+
+    def with_options(self, **changes: Any) -> "Restorer":
+        """A copy that shares this one's networks, with other per-image settings (``upscale``,
+        ``weight``, ``color_match``, ...); settings that load networks (``model``, ``detector``,
+        ``min_face``, ...) need a new Restorer and are refused here."""
+        needs_loading = sorted(set(changes) - self._PER_CALL)
+        if needs_loading:
+            raise ValueError(f"{', '.join(needs_loading)} cannot change without loading networks again: "
+                             "build a new Restorer")
+        clone = copy.copy(self)
+        clone.options = self.options.replace(**changes).validate()
+        clone.notes = list(self.notes)
+        return clone
+
+    # The settings read while restoring, from the one configuration.
+    upscale = property(lambda self: self.options.upscale)
+    seed = property(lambda self: self.options.seed)
+    eye_dist_threshold = property(lambda self: self.options.eye_dist_threshold)
+    keep_grey = property(lambda self: self.options.keep_grey)
+    color_match = property(lambda self: self.options.color_match)
+    det_threshold = property(lambda self: self.options.det_threshold)
+    min_face = property(lambda self: self.options.min_face)
+    landmark_check = property(lambda self: self.options.landmark_check)
+    min_identity = property(lambda self: self.options.min_identity)
+    identity_fallback = property(lambda self: self.options.identity_fallback)
 
     def _load_parser(self, parser, allow_download: bool) -> nn.Module | None:
-        if parser is None or (isinstance(parser, str) and parser.lower() == "none"):
+        if parser is None:
             return None
         from ..models.zoo import ModelUnavailableError
 
@@ -275,8 +251,8 @@ class Restorer:
         except ModelUnavailableError as exc:
             if not (isinstance(parser, str) and parser.lower() == "parsenet"):
                 raise
-            warnings.warn("faces are pasted with the soft square mask because the ParseNet weights are "
-                          "unavailable: " + " ".join(str(exc).split("\n")), stacklevel=3)
+            self.notes.append("faces are pasted with the soft square mask because the ParseNet weights are "
+                              "unavailable: " + " ".join(str(exc).split("\n")))
             return None
 
     def _load_upsampler(self, bg_upsampler, bg_tile: int, allow_download: bool):
@@ -284,15 +260,12 @@ class Restorer:
 
         if bg_upsampler is None or isinstance(bg_upsampler, Upsampler):
             return bg_upsampler
-        if isinstance(bg_upsampler, str) and bg_upsampler.lower() == "none":
-            return None
         loaded = load(bg_upsampler, self.device, allow_download=allow_download, purpose=Purpose.UPSCALING,
                       role="the background upsampler (--bg_upsampler)")
         self.model_files["bg_upsampler"] = loaded.source
-        net = loaded.model
         # The default tile_pad (24) keeps tiles within 1 grey level of the untiled result;
         # the official 10 leaves visible seams.
-        return Upsampler(net, tile=bg_tile, device=self.device)
+        return Upsampler(loaded.model, tile=bg_tile, device=self.device)
 
     # ------------------------------------------------------------------ the steps
 
@@ -324,8 +297,9 @@ class Restorer:
         return dets, notes
 
     @torch.inference_mode()
-    def restore_faces(self, faces: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Aligned 512×512 BGR uint8 faces → restored BGR uint8 faces, in batches."""
+    def restore_faces(self, faces: Sequence[np.ndarray], weight: float = 0.5) -> list[np.ndarray]:
+        """Aligned BGR uint8 faces (``face_size``) → restored BGR uint8 faces, in batches. ``weight``
+        matters only to a network that takes a fidelity weight (CodeFormer's ``w``)."""
         restored: list[np.ndarray] = []
         for start in range(0, len(faces), self.batch_size):
             # Divide in float64 before going to float32, as the official img2tensor does: the
@@ -335,13 +309,15 @@ class Restorer:
             # whose sums differ in the last bits from the official ones.
             x = torch.from_numpy(chunk[..., ::-1].copy()).permute(0, 3, 1, 2).contiguous().to(self.device)
             x = ((x - 0.5) / 0.5).to(self.dtype)
-            y = self._forward(x).float().clamp_(-1, 1)
+            y = self._forward(x, weight).float().clamp_(-1, 1)
             y = ((y + 1) / 2 * 255.0).round().permute(0, 2, 3, 1).cpu().numpy()[..., ::-1]  # (B,H,W,3) BGR
             restored.extend(np.ascontiguousarray(face).astype(np.uint8) for face in y)
         return restored
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.descriptor.takes_noise:  # RestoreFormer: no noise inputs
+    def _forward(self, x: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+        if self.descriptor.takes_fidelity:  # CodeFormer: the weight is its fidelity, as its inference calls it
+            return self.net(x, w=weight, adain=True)[0]
+        if not self.descriptor.takes_noise:  # RestoreFormer(++), GPEN: no noise inputs
             return self.net(x)[0]
         if self.seed is None:
             return self.net(x, return_rgb=False, randomize_noise=False)[0]
@@ -350,6 +326,11 @@ class Restorer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
             return self.net(x, return_rgb=False, randomize_noise=True)[0]
+
+    def blend_weight(self, weight: float) -> float:
+        """The blend weight for a user's ``weight``: 1 (no blend) where the network took it as its
+        fidelity weight, else ``weight``."""
+        return 1.0 if self.descriptor.takes_fidelity else weight
 
     @staticmethod
     def blend(restored: np.ndarray, original: np.ndarray, weight: float) -> np.ndarray:
@@ -363,8 +344,8 @@ class Restorer:
 
     # ------------------------------------------------------------------ the whole photo
 
-    def enhance(self, img: np.ndarray, has_aligned: bool = False, only_center_face: bool = False,
-                paste_back: bool = True, weight: float = 0.5,
+    def enhance(self, img: np.ndarray, has_aligned: bool | None = None, only_center_face: bool | None = None,
+                paste_back: bool = True, weight: float | None = None,
                 landmarks: Sequence[np.ndarray] | None = None,
                 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
         """Restore the faces of one image (BGR as OpenCV reads it; grey, BGRA and 16-bit too).
@@ -375,41 +356,54 @@ class Restorer:
         is kept and upscaled, 16-bit stays 16-bit); ``None`` when ``has_aligned`` or not
         ``paste_back``. ``weight`` blends each restored face with its input face (0 = input,
         1 = fully restored, the official output). ``landmarks``: a list of 5×2 arrays in
-        RetinaFace order; when given, detection is skipped. :meth:`restore` gives the same
-        with a record of each face (box, score, landmarks, identity score, weight used).
+        RetinaFace order; when given, detection is skipped. ``has_aligned``, ``only_center_face``
+        and ``weight`` default to the options' ``aligned``, ``only_center_face`` and ``weight``.
+        :meth:`restore` gives the same with a record of each face (box, score, landmarks,
+        identity score, weight used).
         """
         result = self.restore(img, has_aligned=has_aligned, only_center_face=only_center_face,
                               paste_back=paste_back, weight=weight, landmarks=landmarks)
         return result.cropped, result.restored, result.image
 
-    def restore(self, img: np.ndarray, has_aligned: bool = False, only_center_face: bool = False,
-                paste_back: bool = True, weight: float = 0.5,
+    def restore(self, img: np.ndarray, has_aligned: bool | None = None, only_center_face: bool | None = None,
+                paste_back: bool = True, weight: float | None = None,
                 landmarks: Sequence[np.ndarray] | None = None) -> RestoreResult:
         """:meth:`enhance`, returning a :class:`RestoreResult` with per-face records and notes."""
         return self.restore_many([img], has_aligned=has_aligned, only_center_face=only_center_face,
                                  paste_back=paste_back, weight=weight,
                                  landmarks=None if landmarks is None else [landmarks])[0]
 
-    def restore_many(self, images: Sequence[np.ndarray], has_aligned: bool = False, only_center_face: bool = False,
-                     paste_back: bool = True, weight: float = 0.5,
+    def restore_many(self, images: Sequence[np.ndarray], has_aligned: bool | None = None,
+                     only_center_face: bool | None = None, paste_back: bool = True, weight: float | None = None,
                      landmarks: Sequence[Sequence[np.ndarray] | None] | None = None) -> list[RestoreResult]:
         """:meth:`restore` for several images, their faces sent through the network together
         (``batch_size`` per call: on a GPU a batch of faces costs little more than one).
         ``landmarks``: ``None``, or one entry per image (``None`` there detects). Each result
         equals what :meth:`restore` gives for that image with the same batch size."""
-        weight = check_weight(weight)
+        options = self.options
+        has_aligned = options.aligned if has_aligned is None else has_aligned
+        only_center_face = options.only_center_face if only_center_face is None else only_center_face
+        weight = check_weight(options.weight if weight is None else weight)
         landmarks = [None] * len(images) if landmarks is None else list(landmarks)
         if len(landmarks) != len(images):
             raise ValueError(f"{len(images)} images but {len(landmarks)} landmark entries")
-        prepared = [self._prepare(img, has_aligned, only_center_face, lms) for img, lms in zip(images, landmarks)]
-        raw_all = self.restore_faces([crop for p in prepared for crop in p.cropped])
+        prepared, detect_ms = [], []
+        for img, lms in zip(images, landmarks, strict=True):
+            tick = time.perf_counter()
+            prepared.append(self._prepare(img, has_aligned, only_center_face, lms))
+            detect_ms.append((time.perf_counter() - tick) * 1000)
+        tick = time.perf_counter()
+        raw_all = self.restore_faces([crop for p in prepared for crop in p.cropped], weight)
+        network_ms = (time.perf_counter() - tick) * 1000 / max(1, len(prepared))
         results, taken = [], 0
-        for p in prepared:
+        for p, ms in zip(prepared, detect_ms, strict=True):
+            tick = time.perf_counter()
             raw = raw_all[taken:taken + len(p.cropped)]
             taken += len(p.cropped)
             restored, records = self._restore_crops(p.cropped, weight, p.notes, raw=raw)
             if p.aligned:
-                results.append(RestoreResult(p.cropped, restored, None, records, p.notes))
+                results.append(RestoreResult(p.cropped, restored, None, records, p.notes,
+                                             _timings(ms, network_ms, tick)))
                 continue
             for i, record in enumerate(records):
                 record.landmarks = np.asarray(p.points[i], np.float64).round(2).tolist()
@@ -417,7 +411,7 @@ class Restorer:
                     record.box = np.asarray(p.dets[i, :4], np.float64).round(2).tolist()
                     record.score = round(float(p.dets[i, 4]), 6)
             image = self.paste_back(p.img, restored, p.affines) if paste_back else None
-            results.append(RestoreResult(p.cropped, restored, image, records, p.notes))
+            results.append(RestoreResult(p.cropped, restored, image, records, p.notes, _timings(ms, network_ms, tick)))
         return results
 
     def _prepare(self, img: np.ndarray, has_aligned: bool, only_center_face: bool,
@@ -450,12 +444,12 @@ class Restorer:
         """Network (unless its ``raw`` output is given), colour match, blend, identity score and
         the ``min_identity`` fallback."""
         if raw is None:
-            raw = self.restore_faces(cropped)
+            raw = self.restore_faces(cropped, weight)
         if self.color_match:
             from .colour import match_colour
 
             raw = [match_colour(r, c) for r, c in zip(raw, cropped)]
-        restored = [self.blend(r, c, weight) for r, c in zip(raw, cropped)]
+        restored = [self.blend(r, c, self.blend_weight(weight)) for r, c in zip(raw, cropped)]
         records = [FaceRecord(i, weight=weight, color_matched=self.color_match) for i in range(len(cropped))]
         if self.identity is None or not cropped:
             return restored, records
@@ -504,13 +498,11 @@ class Restorer:
             masks = align.parse_face_masks(self.parser, restored, self.device, self.batch_size)
         inverse = [align.inverse_affine(a, self.upscale) for a in affines]
         out = align.paste_faces(background, list(restored), inverse, self.upscale, masks, out_size)
-        if self.keep_grey and is_grey(img):
-            grey = cv2.cvtColor(np.ascontiguousarray(out[:, :, :3]), cv2.COLOR_BGR2GRAY)
-            if img.ndim == 2:
-                return grey
-            out = out.copy()
-            out[:, :, 0] = out[:, :, 1] = out[:, :, 2] = grey  # stay 3-channel, as the input was
-        return out
+        return from_pipeline(out, img, keep_grey=self.keep_grey)  # the input's kind: grey, alpha, bit depth
+
+
+def _timings(detect_ms: float, network_ms: float, since: float) -> dict[str, float]:
+    return {"detect": detect_ms, "restore": network_ms + (time.perf_counter() - since) * 1000}
 
 
 def half_dtype(device: torch.device) -> torch.dtype:
@@ -551,18 +543,27 @@ def auto_batch_size(device: torch.device | str, dtype: torch.dtype = torch.float
     return int(max(1, min(_MAX_AUTO_BATCH, free * 0.5 // per_face)))
 
 
-def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool) -> object:
+def _warn(message: str) -> None:
+    """Notes for callers of the helpers below who give no ``on_note`` (the Restorer always does)."""
+    import warnings
+
+    warnings.warn(message, stacklevel=3)
+
+
+def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_download: bool,
+                         on_note: Callable[[str], None] | None = None) -> object:
     """What a background-upsampler option means. ``"realesrgan"`` behaves as the official CLI
     (Real-ESRGAN x2 on CUDA only, and only when its weights can be had; a Lanczos resize
-    otherwise, with a warning); ``None``/``"none"`` resizes; a zoo name, file or module is used as
-    given on any device."""
-    if choice is None or (isinstance(choice, str) and choice.lower() == "none"):
+    otherwise, with a note to ``on_note``, by default a warning); ``None`` resizes; a zoo name,
+    file or module is used as given on any device."""
+    note = on_note if on_note is not None else _warn
+    if choice is None:  # "none" became None in RestoreOptions.validate
         return None
     if not (isinstance(choice, str) and choice.lower() == "realesrgan"):
         return choice
     if torch.device(device).type != "cuda":
-        warnings.warn("Real-ESRGAN is slow on CPU, so the background is resized instead "
-                      "(ask for it anyway with --bg_upsampler realesrgan-x2plus)", stacklevel=2)
+        note("Real-ESRGAN is slow on CPU, so the background is resized instead "
+                "(ask for it anyway with --bg_upsampler realesrgan-x2plus)")
         return None
     from ..models import zoo
 
@@ -570,6 +571,6 @@ def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_downl
     try:
         zoo.ensure_model_file(entry, allow_download=allow_download)
     except zoo.ModelUnavailableError as exc:
-        warnings.warn(f"background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}", stacklevel=2)
+        note(f"background resized instead of Real-ESRGAN: {str(exc).splitlines()[0]}")
         return None
     return entry.name  # by name, so loading checks it holds the zoo's architecture

@@ -24,8 +24,8 @@ from ..io.atomic import atomic_write_text
 from ..io.images import WRITABLE_EXTENSIONS
 from .options import OptionsError, RestoreOptions
 
-__all__ = ["Shard", "ShardSummary", "already_complete", "completion_markers", "merge_summaries",
-           "shard_from_env", "parse_shard", "read_input_list", "take_shard"]
+__all__ = ["Shard", "ShardSummary", "SummaryError", "already_complete", "completion_markers", "merge_summaries",
+           "shard_from_env", "parse_shard", "read_input_list", "read_summary", "take_shard"]
 
 SUMMARY_GLOB = "summary-shard*-of*.json"
 
@@ -59,7 +59,14 @@ _ENV_PAIRS = (("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_
 
 
 def shard_from_env(environ: Mapping[str, str] = os.environ) -> Shard | None:
-    """The shard a launcher assigned through the environment, or None when not launched so."""
+    """The shard a launcher assigned through the environment, or None when not launched so.
+
+    Half a pair is an error, not an unsharded run in which every process would do every input:
+    torchrun sets RANK and WORLD_SIZE together, and a SLURM task other than the first has its count.
+    """
+    torch_pair = [key for key in _ENV_PAIRS[0] if key in environ]
+    if len(torch_pair) == 1:
+        _half_pair(environ, *_ENV_PAIRS[0])
     for rank_key, size_key in _ENV_PAIRS:
         if rank_key in environ and size_key in environ:
             try:
@@ -67,7 +74,17 @@ def shard_from_env(environ: Mapping[str, str] = os.environ) -> Shard | None:
             except (ValueError, OptionsError):
                 raise OptionsError(rank_key, f"{rank_key}={environ[rank_key]} and {size_key}="
                                              f"{environ[size_key]} do not make a shard") from None
+    for rank_key, size_key in _ENV_PAIRS[1:]:
+        # not SLURM_NTASKS alone: an sbatch script has it before srun starts the tasks
+        if environ.get(rank_key, "0").strip() != "0":
+            _half_pair(environ, rank_key, size_key)
     return None
+
+
+def _half_pair(environ: Mapping[str, str], rank_key: str, size_key: str) -> None:
+    given, missing = (rank_key, size_key) if rank_key in environ else (size_key, rank_key)
+    raise OptionsError(given, f"{given}={environ[given]} is set but {missing} is not, so this process cannot "
+                              f"tell its share: set both (as torchrun and srun do), unset {given}, or give --shard I/N")
 
 
 def take_shard(files: Sequence[Path], shard: Shard) -> list[Path]:
@@ -130,15 +147,69 @@ class ShardSummary:
         return atomic_write_text(out_dir / shard.summary_name, json.dumps(asdict(self), indent=2) + "\n")
 
 
+class SummaryError(ValueError):
+    """A shard summary that cannot be used; the message names the file and what is wrong."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+_COUNTS = ("inputs", "skipped_complete", "restored", "faces")
+
+
+def read_summary(path: Path) -> dict:
+    """One shard summary as written by :meth:`ShardSummary.write`, checked key by key (what
+    :func:`merge_summaries` reads); :class:`SummaryError` otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SummaryError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SummaryError(path, f"not JSON ({exc}); the run that wrote it may have been cut off") from None
+    if not isinstance(data, dict):
+        raise SummaryError(path, f"not a JSON object (a {type(data).__name__})")
+    shard = data.get("shard")
+    try:
+        parse_shard(shard if isinstance(shard, str) else "")
+    except OptionsError:
+        raise SummaryError(path, f"'shard' should be 'I/N' such as '0/4', got {shard!r}") from None
+    for key in _COUNTS:
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SummaryError(path, f"'{key}' should be a count, got {value!r}")
+    seconds = data.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise SummaryError(path, f"'seconds' should be a number, got {seconds!r}")
+    if not isinstance(data.get("interrupted", False), bool):
+        raise SummaryError(path, f"'interrupted' should be true or false, got {data['interrupted']!r}")
+    failed = data.get("failed", [])
+    if not isinstance(failed, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("file"), str) and isinstance(f.get("error"), str) for f in failed):
+        raise SummaryError(path, "'failed' should be a list of {\"file\": ..., \"error\": ...}, got "
+                                 f"{json.dumps(failed)[:80]}")
+    return data
+
+
 def merge_summaries(paths: Iterable[Path]) -> dict:
-    """Add up shard summaries: totals, every failure, and which shards are missing or unfinished."""
-    shards = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    """Add up shard summaries: totals, every failure, and which shards are missing or unfinished.
+    A summary that cannot be used is listed under ``unreadable`` (file and problem), and its
+    shard counts as missing."""
+    shards, unreadable = [], []
+    for path in paths:
+        try:
+            shards.append(read_summary(path))
+        except SummaryError as exc:
+            unreadable.append({"file": str(exc.path), "error": exc.problem})
     total = {"shards": len(shards), "inputs": 0, "skipped_complete": 0, "restored": 0, "faces": 0,
-             "failed": [], "interrupted_shards": [], "missing_shards": [], "seconds": 0.0}
+             "failed": [], "interrupted_shards": [], "missing_shards": [], "seconds": 0.0,
+             "unreadable": unreadable}
     counts = set()
     seen = set()
     for s in shards:
-        for key in ("inputs", "skipped_complete", "restored", "faces"):
+        for key in _COUNTS:
             total[key] += int(s.get(key, 0))
         total["failed"].extend(s.get("failed", []))
         total["seconds"] = max(total["seconds"], float(s.get("seconds", 0.0)))

@@ -51,13 +51,15 @@ class Upsampler:
 
     Args:
         model: a zoo name (``realesrgan-x2plus``), a weights file, or a module mapping
-            ``(1, 3, H, W)`` RGB in [0, 1] to ``(1, 3, s*H, s*W)``; put in eval mode.
+            ``(1, 3, H, W)`` RGB in [0, 1] to ``(1, 3, s*H, s*W)``; put in eval mode. Its factor
+            ``s`` is its descriptor's (:func:`facerestore.models.describe`): RRDBNet's from its
+            weights; a network of one's own declares it with a ``descriptor`` attribute
+            (``ModelDescriptor(name, Purpose.UPSCALING, scale=s)``).
         tile: core tile size in input pixels; 0 runs the whole image at once.
         tile_pad: real context around each tile, in input pixels (see the module docstring).
         pre_pad: reflect padding added right and bottom before the network and cut after it
             (the official border trick; GFPGAN's background upsampler uses 0).
         device: where the network and the image tensors live.
-        scale: the network's factor ``s``; read from ``model.scale`` when not given.
         alpha_upsampler: for BGRA input, ``"model"`` upscales the alpha channel with the network
             too (the official default, ``alpha_upsampler='realesrgan'``); ``"resize"`` uses a
             bilinear ``cv2.resize`` (faster, and what the official does otherwise).
@@ -70,17 +72,19 @@ class Upsampler:
         tile_pad: int = DEFAULT_TILE_PAD,
         pre_pad: int = 0,
         device: torch.device | str = "cpu",
-        scale: int | None = None,
         alpha_upsampler: AlphaUpsampler = "model",
     ) -> None:
-        if not isinstance(model, nn.Module):
-            from ..models.loading import load_model
+        from ..models.descriptor import Purpose, describe, require_purpose
 
-            model = load_model(model, device)
-        if scale is None:
-            scale = getattr(model, "scale", None)
-            if scale is None:
-                raise ValueError("cannot tell the network's upscale factor: pass scale=... (the model has no .scale)")
+        if not isinstance(model, nn.Module):
+            from ..models.loading import load
+
+            model = load(model, device, purpose=Purpose.UPSCALING, role="the upsampler").model
+        # The factor is the descriptor's, the one place that says what the network does (a
+        # network of one's own declares it with a ``descriptor`` attribute); nothing to disagree with.
+        descriptor = describe(model)
+        require_purpose(descriptor, Purpose.UPSCALING, "the upsampler")
+        scale = descriptor.scale
         if alpha_upsampler not in ("model", "resize"):
             raise ValueError(f"alpha_upsampler must be 'model' or 'resize', not {alpha_upsampler!r}")
         self.device = torch.device(device)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..face import align
 from ..io.atomic import atomic_path
+from ..io.images import from_pipeline
 from ..io.video import (
     CONTAINER_FORMATS,
     EncodeSettings,
@@ -29,7 +30,7 @@ from ..io.video import (
     require_av,
 )
 from ..face.tracking import FaceTracker, Smoothing, TrackedFace, TrackerSettings
-from .options import DEFAULT_MAX_PIXELS, OptionsError
+from .options import DEFAULT_MAX_PIXELS, OptionsError, check_weight
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -68,7 +69,6 @@ class VideoOptions:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "VideoOptions":
-        from .restorer import check_weight
 
         try:
             check_weight(self.weight)
@@ -170,7 +170,8 @@ def restore_frames(restorer, images: Sequence[np.ndarray], faces: Sequence[Seque
                                                        restorer.face_size)
         crops.extend(frame_crops)
         affines.append(frame_affines)
-    restored = [restorer.blend(r, c, weight) for r, c in zip(restorer.restore_faces(crops), crops)]
+    restored = [restorer.blend(r, c, restorer.blend_weight(weight))
+                for r, c in zip(restorer.restore_faces(crops, weight), crops)]
     out, start = [], 0
     for image, frame_affines in zip(images, affines):
         n = len(frame_affines)
@@ -206,8 +207,12 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
     if out_w * out_h > options.max_output_pixels:
         raise VideoWriteError(dst, f"frames of {out_w}x{out_h} would be over the limit of "
                                    f"{options.max_output_pixels / 1e6:g} MP; lower -s or raise --max-output-pixels")
-    out_w, out_h = out_w + out_w % 2, out_h + out_h % 2
-    summary = VideoSummary(src, dst, size=(out_w, out_h))
+    summary = VideoSummary(src, dst, size=(out_w + out_w % 2, out_h + out_h % 2))
+    if out_w % 2 or out_h % 2:  # yuv420p, the default, cannot hold odd sizes; every output is padded alike
+        summary.notes.append(f"{src.name}: frames of {out_w}x{out_h} are written as {summary.size[0]}x"
+                             f"{summary.size[1]} (last row/column repeated): {options.pix_fmt} video is "
+                             f"written with even sizes")
+    out_w, out_h = summary.size
     if info.other_streams:
         summary.notes.append(f"{src.name}: {info.other_streams} stream(s) other than its video and audio "
                              f"(subtitles, data, cover art) are not carried over")
@@ -226,13 +231,17 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
                 for frame, frame_faces, image in zip(chunk, faces, outputs):
                     if on_faces is not None:
                         on_faces(frame.index, frame_faces)
-                    writer.write(_even(_as_bgr(image)), frame.pts)
+                    # the frame's kind (BGR uint8, as decoded): what the encoder takes
+                    image = from_pipeline(image, frame.image, keep_grey=restorer.keep_grey)
+                    writer.write(_even(image), frame.pts)
                     summary.frames += 1
                     summary.face_frames += len(frame_faces)
                     if on_progress is not None:
                         on_progress(summary.frames, total)
         summary.audio_streams = len(info.audio) if options.copy_audio else 0
         summary.audio_packets = writer.audio_packets
+    if reader.shortfall:
+        summary.notes.append(f"{src.name}: {reader.shortfall}")
     summary.faces_tracked = tracker.faces_tracked
     summary.seconds = time.perf_counter() - start
     if summary.face_frames == 0:
@@ -242,7 +251,3 @@ def restore_video(restorer, src: str | Path, dst: str | Path, options: VideoOpti
             on_note(note)
     return summary
 
-
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    # keep_grey returns a grey frame as 3 equal channels already; a 2-D one never comes from BGR input
-    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)

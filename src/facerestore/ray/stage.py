@@ -161,7 +161,7 @@ class FaceRestore:
         self.options = options
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self.restorer = Restorer.from_options(options)
+            self.restorer = Restorer(options)
         self.notes = [str(w.message) for w in caught]  # model choices, as the CLI prints them
         self.output = output if output is None or isinstance(output, Location) else Location(output)
         self._scratch = _scratch_folder()

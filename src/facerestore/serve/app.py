@@ -64,7 +64,7 @@ _RESTORE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the restored image (or JSON with ?output=json); headers X-Faces, X-Face-Boxes, "
                          "Server-Timing",
           "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/json": {}}},
-    400: {"description": "malformed multipart body, more than one file"},
+    400: {"description": "malformed multipart body, more than one file, a query option other than output"},
     413: {"description": "upload over the size limit, or image over the pixel limit"},
     415: {"description": "not multipart/form-data"},
     422: {"description": "missing image, not an image, truncated, bad option value"},
@@ -95,10 +95,12 @@ def _server_timing(timings: dict[str, float]) -> str:
 def _json_payload(result: RestoreResult, model: str, options: Any) -> dict[str, Any]:
     """Everything the page shows, faces as PNG (built in the worker thread: encoding is work)."""
     from ..io.images import encode_image
+    from ..pipeline.report import face_entry
 
     return {
         "faces": result.faces,
         "boxes": result.boxes,
+        "face_records": [face_entry(record) for record in result.face_records],  # as in --report
         "model": model,
         "upscale": options.upscale,
         "weight": options.weight,
@@ -116,7 +118,8 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
     """The application for one server process: models are loaded once here and shared."""
     config = (config or ServeConfig()).replace(**kwargs) if kwargs else (config or ServeConfig())
     service = RestoreService(config)
-    limiter = JobLimiter(config.max_concurrency, config.queue_size, config.queue_timeout, config.job_timeout)
+    limiter = JobLimiter(config.max_concurrency, config.queue_size, config.queue_timeout, config.job_timeout,
+                         max_uploads=config.max_uploads)
 
     def preload() -> None:
         try:
@@ -191,23 +194,34 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
               response_class=Response)
     async def restore(request: Request, output: str = "image") -> Response:
         """Send the photo as the multipart field `image`; get the restored image back (PNG unless
-        `format` says otherwise), or, with `?output=json`, the faces found, their boxes, timings,
-        and base64 images (`image`, `cropped_faces`, `restored_faces`)."""
+        `format` says otherwise), or, with `?output=json`, the faces found (`face_records`, as in
+        `facerestore restore --report`), timings, and base64 images (`image`, `cropped_faces`,
+        `restored_faces`). Options are form fields; `output` is the only query option."""
         start = time.perf_counter()
+        # A restoration option in the query would be silently ignored: refuse it, naming the fields.
+        unknown = sorted(set(request.query_params) - {"output"})
+        if unknown:
+            raise ServeError(400, f"unknown query option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                                  f"only output (image or json) goes in the query; send restoration options as "
+                                  f"form fields ({', '.join(f for f in FIELDS if f != 'image')})", field=unknown[0])
         if output not in ("image", "json"):
             raise ServeError(422, f"output: '{output}' is not one of image, json", field="output")
-        async with limiter.admit():
-            folder = Path(tempfile.mkdtemp(prefix="facerestore-serve-", dir=config.tmp_dir))
-            handed_over = False
-            try:
+        limiter.check_room()  # a full server says so before the body is read
+        folder = Path(tempfile.mkdtemp(prefix="facerestore-serve-", dir=config.tmp_dir))
+        handed_over = False
+        try:
+            async with limiter.receiving():
                 try:
                     upload = await read_upload(request.headers, request.stream(), folder,
                                                max_file_bytes=config.max_upload_bytes,
                                                max_fields=config.max_form_fields,
-                                               max_field_bytes=config.max_field_bytes)
+                                               max_field_bytes=config.max_field_bytes,
+                                               timeout=config.upload_timeout, min_rate=config.upload_min_rate)
                 except ClientDisconnect:
                     raise UploadError(400, "the client closed the connection during the upload") from None
-                settings = service.parse_request(upload.fields)
+            settings = service.parse_request(upload.fields)
+            # A request takes a place only now that its body is complete: a stalled upload holds none.
+            async with limiter.admit():
                 queued_at = time.perf_counter()
 
                 def job() -> tuple[RestoreResult, dict[str, float], bytes | None]:
@@ -225,9 +239,9 @@ def create_app(config: ServeConfig | None = None, **kwargs: Any) -> FastAPI:
                 handed_over = True  # from here the limiter removes the folder when the work is done
                 result, timings, body = await limiter.run(
                     job, finally_=lambda: shutil.rmtree(folder, ignore_errors=True))
-            finally:
-                if not handed_over:
-                    shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            if not handed_over:
+                shutil.rmtree(folder, ignore_errors=True)
 
         timings.setdefault("total", (time.perf_counter() - start) * 1000)
         headers = {

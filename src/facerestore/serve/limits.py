@@ -3,8 +3,11 @@
 Two bounds, both counted on the event loop (so no locks):
 
 * **admission**: at most ``max_concurrency + queue_size`` restoration requests are in the server
-  at once (uploading, waiting or running). One more is answered 503 at once, before its body is
-  read, so a burst costs neither memory nor disk.
+  at once (waiting or running). A request counts only once its body is complete, so a client that
+  stalls mid-upload holds no place; while the places are full, one more is answered 503 at once,
+  before its body is read, so a burst costs neither memory nor disk.
+* **uploads**: at most ``max_uploads`` bodies are received at once (each bounded in size and, by
+  the reader, in time), which bounds the disk the request folders take.
 * **slots**: at most ``max_concurrency`` restorations run at once, on a thread pool of that size.
   A request waits up to ``queue_timeout`` seconds for a slot, then gets 503. A slot is given back
   when its thread finishes, not when the request gives up: a restoration that ran over its time
@@ -40,12 +43,15 @@ class LimiterStats:
     finished: int = 0
     rejected: int = 0
     timed_out: int = 0
+    uploading: int = 0
+    peak_uploading: int = 0
 
 
 class JobLimiter:
     def __init__(self, max_concurrency: int, queue_size: int, queue_timeout: float, job_timeout: float,
-                 thread_name: str = "facerestore-restore") -> None:
+                 thread_name: str = "facerestore-restore", max_uploads: int | None = None) -> None:
         self.max_concurrency = int(max_concurrency)
+        self.max_uploads = int(max_uploads) if max_uploads is not None else None
         self.queue_size = int(queue_size)
         self.queue_timeout = float(queue_timeout)
         self.job_timeout = float(job_timeout)
@@ -63,13 +69,34 @@ class JobLimiter:
 
     # ------------------------------------------------------------------ admission
 
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    def check_room(self) -> None:
+        """Raise :class:`Busy` if :meth:`admit` would now (before a body is read: a cheap no)."""
         stats = self.stats
         if stats.admitted >= self.max_concurrency + self.queue_size:
             stats.rejected += 1
             raise Busy(f"the server is busy ({stats.admitted} requests in progress or waiting); "
                        "try again shortly", self.retry_after())
+
+    @contextlib.asynccontextmanager
+    async def receiving(self) -> AsyncIterator[None]:
+        """Hold one of the ``max_uploads`` places while a body is read (:class:`Busy` if none)."""
+        stats = self.stats
+        if self.max_uploads is not None and stats.uploading >= self.max_uploads:
+            stats.rejected += 1
+            raise Busy(f"the server is busy ({stats.uploading} uploads in progress); try again shortly",
+                       self.retry_after())
+        stats.uploading += 1
+        stats.peak_uploading = max(stats.peak_uploading, stats.uploading)
+        try:
+            yield
+        finally:
+            stats.uploading -= 1
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold one of the ``max_concurrency + queue_size`` places (:class:`Busy` if none)."""
+        self.check_room()
+        stats = self.stats
         stats.admitted += 1
         stats.peak_admitted = max(stats.peak_admitted, stats.admitted)
         try:

@@ -1,17 +1,22 @@
 """The work behind the API: models loaded once and shared, one request restored in a thread.
 
 Nothing here knows HTTP beyond :class:`ServeError`'s status code; :mod:`.app` turns results
-and errors into responses. Requests share loaded networks: each gets a shallow copy of a cached
-:class:`~facerestore.pipeline.restorer.Restorer` with its own ``upscale``, so no request changes
-what another one sees, and no weights are copied.
+and errors into responses. A request takes the CLI's road: read → ``Restorer.restore`` → compose
+→ encode, with the server's :class:`~facerestore.pipeline.options.RestoreOptions` (the same
+detector settings, colour match and identity scores as ``facerestore restore``), so the API and
+the batch give the same faces and bytes for the same photo and options. Requests share loaded
+networks: each gets :meth:`Restorer.with_options` of a cached Restorer with its own ``upscale``,
+``weight`` and face choice, so no request changes what another one sees, and no weights are copied.
+
+No response carries a server path: load errors are logged and answered with the model's name.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
+import logging
+import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +25,8 @@ import numpy as np
 
 from ..pipeline.options import OptionsError, RestoreOptions, model_for_version
 from .config import ServeConfig
+
+log = logging.getLogger("facerestore.serve")
 
 FORMATS = {"png": (".png", "image/png"), "jpeg": (".jpg", "image/jpeg"), "jpg": (".jpg", "image/jpeg"),
            "webp": (".webp", "image/webp")}
@@ -72,6 +79,7 @@ class RestoreResult:
     media_type: str
     faces: int
     boxes: list[dict[str, Any]]
+    face_records: list[Any]  # pipeline.restorer.FaceRecord, as the batch's report records them
     cropped_faces: list[np.ndarray]
     restored_faces: list[np.ndarray]
     input_size: tuple[int, int]
@@ -88,6 +96,16 @@ def _slot_for(spec: Any) -> ModelSlot:
         version = next((a for a in entry.aliases if a[:1].isdigit()), None)
         return ModelSlot(entry.name, entry.name, "zoo", version)
     return ModelSlot(Path(spec).stem, spec, "file")
+
+
+# Absolute paths (POSIX, home-relative, Windows) in texts that leave the server.
+_PATH = re.compile(r"(?<![\w:/.])(?:~|/)[^\s'\"]*[^\s'\".,;:)]|\b[A-Za-z]:\\[^\s'\"]+")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with file paths replaced by ``<path>``: what the server's files are called is
+    none of a client's business."""
+    return _PATH.sub("<path>", text)
 
 
 def _bool(name: str, value: str) -> bool:
@@ -115,9 +133,8 @@ class RestoreService:
         names = [m.name for m in self.models]
         if len(set(n.lower() for n in names)) != len(names):
             raise OptionsError("--model", f"two models share a name ({', '.join(names)}); rename a file")
-        self.bg_name = None
-        if config.bg_upsampler is not None and str(config.bg_upsampler).lower() != "none":
-            self.bg_name = _slot_for(config.bg_upsampler).name
+        bg = self.config.restore.bg_upsampler  # "none" is None after validate()
+        self.bg_name = _slot_for(bg).name if bg is not None else None
         self._cache: dict[tuple[str, str | None], Any] = {}
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -155,45 +172,78 @@ class RestoreService:
                 return self._cache[key]
             from ..pipeline.restorer import Restorer
 
-            cfg = self.config
+            defaults = self.config.restore
             # Every network is loaded once: a model asked for with and without the background
-            # upsampler shares its face network; all models share the detector, parser, upsampler.
+            # upsampler shares its face network; all models share the detector, parser, upsampler
+            # and identity network.
             face_net = next((r.net for (m, _), r in list(self._cache.items()) if m == model), None)
             shared = self._shared_parts
-            options = RestoreOptions(
+            options = defaults.replace(
                 model=face_net if face_net is not None else self._slot(model).spec,
-                bg_upsampler=shared.get("upsampler", cfg.bg_upsampler) if bg else None, bg_tile=cfg.bg_tile,
-                detector=shared.get("detector", cfg.detector), parser=shared.get("parser", cfg.parser),
-                device=cfg.device, allow_download=cfg.allow_download, upscale=1.0)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                restorer = Restorer.from_options(options)
-            self.load_notes.extend(str(w.message) for w in caught if str(w.message) not in self.load_notes)
+                bg_upsampler=shared.get("upsampler", defaults.bg_upsampler) if bg else None,
+                detector=shared.get("detector", defaults.detector), parser=shared.get("parser", defaults.parser),
+                identity_model=shared.get("identity", defaults.identity_model), upscale=1.0, aligned=False)
+            restorer = Restorer(options)
+            self.load_notes.extend(n for n in restorer.notes if n not in self.load_notes)
             shared.setdefault("detector", restorer.detector)
             shared.setdefault("parser", restorer.parser)
+            if restorer.identity is not None:
+                shared.setdefault("identity", restorer.identity.net)
             if restorer.upsampler is not None:
                 shared.setdefault("upsampler", restorer.upsampler)
             self._cache[key] = restorer
             return restorer
+
+    def check_models(self) -> None:
+        """Every model a request may ask for exists and is of the right kind, checked without
+        loading it: :class:`OptionsError` naming the flag otherwise (``facerestore serve`` calls
+        this before listening, so a bad second ``--model`` fails at start, not per request)."""
+        from ..models.descriptor import Purpose
+        from ..models.loading import CheckpointError, check_model
+
+        allow = self.config.restore.allow_download
+        wanted = [("--model", Purpose.FACE_RESTORATION, slot.spec) for slot in self.models]
+        bg = self.config.restore.bg_upsampler
+        if bg is not None and not (isinstance(bg, str) and bg.lower() == "realesrgan"):
+            wanted.append(("--bg_upsampler", Purpose.UPSCALING, bg))
+        for flag, purpose, spec in wanted:
+            if not isinstance(spec, (str, Path)):
+                continue  # a module given in Python: checked when loaded
+            try:
+                check_model(spec, purpose, flag, allow_download=allow)
+            except CheckpointError as exc:
+                message = str(exc)
+                raise OptionsError(flag, message[len(flag) + 2:] if message.startswith(f"{flag}: ") else message
+                                   ) from None
 
     def load_default(self) -> None:
         """Load the default model (what ``/readyz`` waits for); errors are kept for ``/readyz``."""
         try:
             self.restorer(self.default_model, self.bg_name)
             self.load_error = None
-        except Exception as exc:
-            self.load_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (OSError, ValueError)) else str(exc)
+        except Exception:
+            # /readyz shows this: the model's name, never the server's paths (the log has the cause).
+            self.load_error = f"the model '{self.default_model}' cannot be loaded on this server; its log says why"
             raise
 
     def describe_models(self) -> dict[str, Any]:
+        from ..models import zoo
+
         models = []
         for slot in self.models:
             loaded = next((r for (m, _), r in list(self._cache.items()) if m == slot.name), None)
             entry: dict[str, Any] = {"name": slot.name, "source": slot.source, "version": slot.version,
                                      "default": slot.name == self.default_model, "loaded": loaded is not None}
+            zoo_entry = zoo.find_entry(slot.name) if slot.source == "zoo" else None
+            if zoo_entry is not None:
+                entry["license"] = zoo_entry.license
             if loaded is not None:
                 entry["architecture"] = loaded.descriptor.architecture
                 entry["face_size"] = loaded.face_size
+                entry["license"] = loaded.descriptor.license or entry.get("license", "")
+                # what the request's `weight` means for this model
+                entry["weight"] = "fidelity (0 = quality, 1 = fidelity)" if loaded.descriptor.takes_fidelity \
+                    else "blend (0 = input face, 1 = fully restored)"
             models.append(entry)
         cfg = self.config
         return {
@@ -202,11 +252,11 @@ class RestoreService:
             "bg_upsamplers": ["none"] + ([self.bg_name] if self.bg_name else []),
             "default_bg_upsampler": self.bg_name or "none",
             "formats": ["png", "jpeg", "webp"],
-            "device": str(cfg.device),
+            "device": cfg.device,
             "limits": {"max_upload_bytes": cfg.max_upload_bytes, "max_pixels": cfg.max_pixels,
                        "max_output_pixels": cfg.max_output_pixels, "max_upscale": cfg.max_upscale,
                        "max_concurrency": cfg.max_concurrency, "queue_size": cfg.queue_size},
-            "notes": list(self.load_notes),
+            "notes": [without_paths(note) for note in self.load_notes],
         }
 
     # ------------------------------------------------------------------ one request
@@ -239,8 +289,8 @@ class RestoreService:
                 raise ServeError(422, "quality: must be a whole number between 1 and 100", field="quality")
             quality = int(quality_value)
         cfg = self.config
-        options = RestoreOptions(
-            model=model, device=cfg.device,
+        options = cfg.restore.replace(
+            model=model,
             upscale=_float("upscale", fields["upscale"]) if "upscale" in fields else 2.0,
             weight=_float("weight", fields["weight"]) if "weight" in fields else 0.5,
             only_center_face=_bool("only_center_face", fields.get("only_center_face", "false")),
@@ -280,10 +330,11 @@ class RestoreService:
                          field=field_name)
 
     def restore(self, path: Path, filename: str, request: RestoreRequest) -> RestoreResult:
-        """Read, restore and encode one uploaded file (blocking: run it in a worker thread)."""
-        from ..face import align
-        from ..io.images import (ImageReadError, compose_output, convert_bit_depth, encode_image, peek_size,
-                                 read_image, scaled_size)
+        """Read, restore and encode one uploaded file (blocking: run it in a worker thread), as
+        :func:`~facerestore.pipeline.batch.run_batch` does a file: the same reading, the same
+        ``Restorer.restore`` with the same options, the same composition of the output."""
+        from ..io.images import (ImageReadError, encode_image, from_pipeline, holds_alpha, peek_size, read_image,
+                                 scaled_size, to_pipeline)
 
         opts = request.options
         timings: dict[str, float] = {}
@@ -291,8 +342,9 @@ class RestoreService:
         tick = time.perf_counter()
         try:
             base = self.restorer(request.model, request.bg_upsampler)
-        except Exception as exc:  # the server's set-up, not the request: say what, not "internal error"
-            raise ServeError(503, f"the model '{request.model}' cannot be loaded on this server: {exc}",
+        except Exception as exc:  # the server's set-up, not the request: name the model, log the cause
+            log.error("loading the model %r failed", request.model, exc_info=exc)
+            raise ServeError(503, f"the model '{request.model}' cannot be loaded on this server; its log says why",
                              headers={"Retry-After": "60"}) from exc
         timings["load"] = (time.perf_counter() - tick) * 1000
 
@@ -318,49 +370,32 @@ class RestoreService:
         except ImageReadError as exc:
             raise ServeError(422, f"{filename}: {exc.reason}", field="image") from None
         timings["decode"] = (time.perf_counter() - tick) * 1000
+        notes.extend(loaded.notes)
         width, height = loaded.width, loaded.height
-        if loaded.alpha is not None and request.ext == ".jpg":
+        if loaded.alpha is not None and not holds_alpha(request.ext):
             notes.append("JPEG cannot store transparency; the alpha channel is dropped")
             loaded = dataclasses.replace(loaded, alpha=None)
-        array = loaded.pixels if loaded.alpha is None else np.dstack([loaded.pixels, loaded.alpha])
+        array = to_pipeline(loaded)
 
-        restorer = copy.copy(base)  # shares the networks; this request's upscale only
-        restorer.upscale = opts.upscale
-        boxes: list[dict[str, Any]] = []
-        landmarks = None
-        tick = time.perf_counter()
-        if not opts.aligned:
-            bgr8 = loaded.pixels if loaded.pixels.dtype == np.uint8 else convert_bit_depth(loaded.pixels, 8)
-            dets = align.select_faces(restorer.detector.detect(bgr8), bgr8.shape,
-                                      eye_dist_threshold=restorer.eye_dist_threshold,
-                                      only_center_face=opts.only_center_face)
-            landmarks = align.landmarks_from_detections(dets)
-            for det in dets:
-                boxes.append({"box": [round(float(v), 1) for v in det[:4]], "score": round(float(det[4]), 4),
-                              "landmarks": [[round(float(x), 1), round(float(y), 1)]
-                                            for x, y in det[5:15].reshape(5, 2)]})
-        else:
-            boxes.append({"box": [0.0, 0.0, float(width), float(height)], "score": None, "landmarks": None})
-        timings["detect"] = (time.perf_counter() - tick) * 1000
+        # This request's settings on the shared networks; everything else is the server's options.
+        restorer = base.with_options(upscale=opts.upscale, weight=opts.weight, aligned=opts.aligned,
+                                     only_center_face=opts.only_center_face)
+        restored = restorer.restore(array)
+        timings.update(restored.timings)
+        notes.extend(restored.notes)
 
         tick = time.perf_counter()
-        cropped, restored, restored_img = restorer.enhance(
-            array, has_aligned=opts.aligned, only_center_face=opts.only_center_face, paste_back=True,
-            weight=opts.weight, landmarks=landmarks)
-        timings["restore"] = (time.perf_counter() - tick) * 1000
-
-        tick = time.perf_counter()
-        if restored_img is None:  # aligned input: the result is the restored face
-            final = restored[0]
-        else:
-            alpha = restored_img[:, :, 3] if restored_img.ndim == 3 and restored_img.shape[2] == 4 else None
-            colour = restored_img if restored_img.ndim == 2 else restored_img[:, :, :3]
-            if colour.ndim == 2:
-                colour = np.repeat(colour[:, :, None], 3, axis=2)
-            final = compose_output(colour, loaded, alpha_upscaled=alpha, keep_gray=restorer.keep_grey)
+        if restored.image is None:  # aligned input: the result is the restored face
+            final = restored.restored[0]
+        else:  # as the batch composes restored_imgs: the input's kind (grey, alpha, bit depth)
+            final = from_pipeline(restored.image, loaded, keep_grey=restorer.keep_grey)
         data = encode_image(final, request.ext, request.quality, name=filename)
         timings["encode"] = (time.perf_counter() - tick) * 1000
-        return RestoreResult(image=data, ext=request.ext, media_type=request.media_type, faces=len(cropped),
-                             boxes=boxes, cropped_faces=cropped, restored_faces=restored,
-                             input_size=(width, height), output_size=(final.shape[1], final.shape[0]),
-                             timings=timings, notes=notes)
+        if opts.aligned:
+            boxes = [{"box": [0.0, 0.0, float(width), float(height)], "score": None, "landmarks": None}]
+        else:
+            boxes = [{"box": r.box, "score": r.score, "landmarks": r.landmarks} for r in restored.faces]
+        return RestoreResult(image=data, ext=request.ext, media_type=request.media_type, faces=len(restored.cropped),
+                             boxes=boxes, face_records=restored.faces, cropped_faces=restored.cropped,
+                             restored_faces=restored.restored, input_size=(width, height),
+                             output_size=(final.shape[1], final.shape[0]), timings=timings, notes=notes)

@@ -4,13 +4,18 @@ Starlette's ``request.form()`` has no size limit for files and spools them to th
 temporary folder; here the body is read chunk by chunk, counted against the limit as it arrives
 (413 as soon as it is passed, whatever ``Content-Length`` said), the single file part is written
 into the request's own folder (removed by the caller), and form fields are small and few.
+
+A client that stops sending (or trickles) must not hold the request open for ever: each read
+waits at most ``timeout`` seconds, and after the first ``timeout`` seconds the body must keep
+coming at ``min_rate`` bytes per second on average (408 otherwise).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterable, BinaryIO, Mapping
+from typing import AsyncIterable, AsyncIterator, BinaryIO, Mapping
 
 FILE_FIELD = "image"
 UPLOAD_NAME = "upload"  # the file's name on disk; the client's file name is never used as a path
@@ -127,10 +132,39 @@ class _Reader:
             self._file = None
 
 
+async def _chunks(stream: AsyncIterable[bytes], timeout: float | None, min_rate: float) -> AsyncIterator[bytes]:
+    """``stream``'s chunks, each waited for at most ``timeout`` seconds and, counted from the
+    start, no later than ``timeout + received / min_rate`` seconds (a minimum average rate with a
+    grace of ``timeout``); :class:`UploadError` 408 when one does not come in time."""
+    if timeout is None:
+        async for chunk in stream:
+            yield chunk
+        return
+    start = time.monotonic()
+    received = 0
+    chunks = aiter(stream)
+    while True:
+        wait = timeout
+        if min_rate > 0:
+            wait = min(wait, start + timeout + received / min_rate - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(anext(chunks), max(wait, 0.0))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            seconds = time.monotonic() - start
+            raise UploadError(408, f"the upload came too slowly ({received} bytes in {seconds:.0f} s; this server "
+                                   f"waits {timeout:g} s at most for more and needs {min_rate / 1024:g} KB/s)") from None
+        received += len(chunk)
+        yield chunk
+
+
 async def read_upload(headers: Mapping[str, str], stream: AsyncIterable[bytes], folder: Path, *,
-                      max_file_bytes: int, max_fields: int = 16, max_field_bytes: int = 1024) -> Upload:
+                      max_file_bytes: int, max_fields: int = 16, max_field_bytes: int = 1024,
+                      timeout: float | None = None, min_rate: float = 0.0) -> Upload:
     """Read a ``multipart/form-data`` body into ``folder``; raise :class:`UploadError` for any
-    body we refuse. The file must be the field ``image``; other fields are returned as text."""
+    body we refuse. The file must be the field ``image``; other fields are returned as text.
+    ``timeout`` and ``min_rate`` (bytes/s) bound how slowly the body may come (see the module)."""
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -158,10 +192,13 @@ async def read_upload(headers: Mapping[str, str], stream: AsyncIterable[bytes], 
     callbacks = {name: getattr(reader, name) for name in (
         "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value",
         "on_header_end", "on_headers_finished")}
-    parser = MultipartParser(boundary, callbacks)
+    try:
+        parser = MultipartParser(boundary, callbacks)
+    except FormParserError as exc:  # e.g. a boundary over the parser's 256 characters (RFC 2046 allows 70)
+        raise UploadError(400, f"the multipart boundary is not usable: {exc}") from None
     received = 0
     try:
-        async for chunk in stream:
+        async for chunk in _chunks(stream, timeout, min_rate):
             received += len(chunk)
             if received > max_body:  # also catches a body longer than its Content-Length claimed
                 raise UploadError(413, f"the upload is larger than this server's limit of "

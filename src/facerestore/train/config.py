@@ -16,18 +16,34 @@ accepted and ignored. facerestore adds a few keys, all optional:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from ..archs.arcface import ResNetArcFace
+from ..archs.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
+from ..archs.gfpgan import GFPGANBilinear, GFPGANv1, GFPGANv1Clean
 from .dataset import FFHQDataConfig
 
 OFFICIAL_EMA_DECAY = 0.5 ** (32 / (10 * 1000))
+# the architectures a ``network_*`` block may name (``type``); its other keys are constructor keywords
+NETWORK_TYPES: dict[str, type[nn.Module]] = {
+    "GFPGANv1": GFPGANv1, "GFPGANv1Clean": GFPGANv1Clean, "GFPGANBilinear": GFPGANBilinear,
+    "StyleGAN2Discriminator": StyleGAN2Discriminator, "FacialComponentDiscriminator": FacialComponentDiscriminator,
+    "ResNetArcFace": ResNetArcFace,
+}
 
 
 class ConfigError(ValueError):
     """An option file that cannot be used; the message says which key and what to do."""
+
+
+class TrainSetupError(RuntimeError):
+    """Training cannot start (missing files, bad options); the message says what to do."""
 
 
 @dataclass
@@ -60,29 +76,91 @@ class PathConfig:
 
 
 @dataclass
+class OptimizerOptions:
+    """``train.optim_g`` / ``optim_d`` / ``optim_component``. The betas are the official ones, set by
+    the trainer (not an option, as in the official code)."""
+    type: str = "Adam"
+    lr: float = 2e-3
+    weight_decay: float | None = None  # None: the optimizer's default
+    eps: float | None = None
+    amsgrad: bool | None = None
+
+    def extra(self) -> dict[str, Any]:
+        return {k: v for k, v in (("weight_decay", self.weight_decay), ("eps", self.eps), ("amsgrad", self.amsgrad))
+                if v is not None}
+
+
+@dataclass
+class SchedulerOptions:
+    """``train.scheduler``: MultiStepLR (torch's default gamma 0.1 when it is not given)."""
+    type: str = "MultiStepLR"
+    milestones: list = field(default_factory=list)
+    gamma: float = 0.1
+
+
+@dataclass
+class L1LossOptions:
+    """``train.pixel_opt`` / ``L1_opt`` (BasicSR ``L1Loss``)."""
+    type: str = "L1Loss"
+    loss_weight: float = 1.0
+    reduction: str = "mean"
+
+
+@dataclass
+class PerceptualLossOptions:
+    """``train.perceptual_opt`` (BasicSR ``PerceptualLoss``: VGG19 features, perceptual and Gram style)."""
+    layer_weights: dict = field(default_factory=dict)
+    type: str = "PerceptualLoss"
+    vgg_type: str = "vgg19"
+    use_input_norm: bool = True
+    range_norm: bool = False
+    perceptual_weight: float = 1.0
+    style_weight: float = 0.0
+    criterion: str = "l1"
+
+
+@dataclass
+class GANLossOptions:
+    """``train.gan_opt`` / ``gan_component_opt`` (BasicSR ``GANLoss``)."""
+    type: str = "GANLoss"
+    gan_type: str = "wgan_softplus"
+    real_label_val: float = 1.0
+    fake_label_val: float = 0.0
+    loss_weight: float = 1.0
+
+
+@dataclass
 class TrainOptions:
-    optim_g: dict = field(default_factory=lambda: {"type": "Adam", "lr": 2e-3})
-    optim_d: dict = field(default_factory=lambda: {"type": "Adam", "lr": 2e-3})
-    optim_component: dict = field(default_factory=lambda: {"type": "Adam", "lr": 2e-3})
-    scheduler: dict = field(default_factory=lambda: {"type": "MultiStepLR", "milestones": [600000, 700000],
-                                                     "gamma": 0.5})
+    optim_g: OptimizerOptions = field(default_factory=OptimizerOptions)
+    optim_d: OptimizerOptions = field(default_factory=OptimizerOptions)
+    optim_component: OptimizerOptions = field(default_factory=OptimizerOptions)
+    scheduler: SchedulerOptions = field(default_factory=lambda: SchedulerOptions(milestones=[600000, 700000],
+                                                                                  gamma=0.5))
     total_iter: int = 800000
     warmup_iter: int = -1
-    pixel_opt: dict | None = None
-    L1_opt: dict = field(default_factory=lambda: {"type": "L1Loss", "loss_weight": 1, "reduction": "mean"})
+    pixel_opt: L1LossOptions | None = None
+    L1_opt: L1LossOptions = field(default_factory=L1LossOptions)
     pyramid_loss_weight: float = 0
     remove_pyramid_loss: float = math.inf
-    perceptual_opt: dict | None = None
-    gan_opt: dict = field(default_factory=lambda: {"type": "GANLoss", "gan_type": "wgan_softplus",
-                                                   "loss_weight": 0.1})
+    perceptual_opt: PerceptualLossOptions | None = None
+    gan_opt: GANLossOptions = field(default_factory=lambda: GANLossOptions(loss_weight=0.1))
     r1_reg_weight: float = 10
-    gan_component_opt: dict | None = None
+    gan_component_opt: GANLossOptions | None = None
     comp_style_weight: float = 0
     identity_weight: float = 0
     net_d_iters: int = 1
     net_d_init_iters: int = 0
     net_d_reg_every: int = 16
     ema_decay: float = OFFICIAL_EMA_DECAY  # facerestore
+
+
+# the typed blocks inside ``train`` (each checked against its own keys)
+TRAIN_BLOCKS: dict[str, type] = {
+    "optim_g": OptimizerOptions, "optim_d": OptimizerOptions, "optim_component": OptimizerOptions,
+    "scheduler": SchedulerOptions, "pixel_opt": L1LossOptions, "L1_opt": L1LossOptions,
+    "perceptual_opt": PerceptualLossOptions, "gan_opt": GANLossOptions, "gan_component_opt": GANLossOptions,
+}
+GAN_TYPES = ("wgan_softplus", "vanilla", "wgan", "lsgan", "hinge")
 
 
 @dataclass
@@ -142,7 +220,7 @@ _IGNORED_TOP = {"dist_params", "find_unused_parameters", "is_train", "dist", "ra
 RANDOM_INIT_PARTS = ("decoder", "identity", "vgg19")
 
 
-def _fill(cls: type, data: dict | None, where: str, ignore: set[str] = frozenset()) -> Any:
+def _fill(cls: type, data: dict | None, where: str, ignore: frozenset[str] | set[str] = frozenset()) -> Any:
     """Build dataclass ``cls`` from a mapping, naming an unknown key instead of ignoring a typo."""
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}
@@ -156,19 +234,129 @@ def _fill(cls: type, data: dict | None, where: str, ignore: set[str] = frozenset
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _floatify(d: dict | None) -> dict | None:
-    """YAML 1.1 reads '2e-3' as a string unless tagged !!float; accept both."""
-    if d is None:
-        return None
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, str):
-            try:
-                v = float(v) if any(c in v for c in ".eE") and not v.isalpha() else v
-            except ValueError:
-                pass
-        out[k] = v
-    return out
+def _number(value: Any, where: str, *, integer: bool = False, minimum: float | None = None,
+            above: float | None = None, allow_inf: bool = False) -> Any:
+    """A number from the option file, or a ConfigError naming the key. YAML 1.1 reads '2e-3' as a
+    string unless tagged !!float; such strings are accepted."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: {value!r} is not a number")
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
+    if integer:
+        if not math.isinf(value) and value != int(value):
+            raise ConfigError(f"{where}: {value!r} is not a whole number")
+        value = int(value) if not math.isinf(value) else value
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: {value!r} is too small; it must be at least {minimum}")
+    if above is not None and value <= above:
+        raise ConfigError(f"{where}: {value!r} is too small; it must be greater than {above}")
+    return value
+
+
+def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not available; choose from {list(choices)}")
+    return value
+
+
+def _check_numbers(obj: Any, where: str, rules: dict[str, dict[str, Any]]) -> None:
+    """Replace each named field of ``obj`` by its checked number (see :func:`_number`)."""
+    for key, rule in rules.items():
+        value = getattr(obj, key)
+        if value is None and rule.get("optional"):
+            continue
+        rule = {k: v for k, v in rule.items() if k != "optional"}
+        setattr(obj, key, _number(value, f"{where}.{key}", **rule))
+
+
+POSITIVE = {"above": 0}
+NON_NEGATIVE = {"minimum": 0}
+COUNT = {"integer": True, "minimum": 1}
+
+
+def _check_train(train: TrainOptions, where: str) -> None:
+    """Every value of ``train`` that the step reads: numbers in range, known kinds."""
+    from ..archs.vgg import vgg19_layer_names
+
+    for key in ("optim_g", "optim_d", "optim_component"):
+        o: OptimizerOptions = getattr(train, key)
+        _choice(o.type, f"{where}.{key}.type", ("Adam", "AdamW"))
+        _check_numbers(o, f"{where}.{key}", {"lr": POSITIVE, "weight_decay": dict(NON_NEGATIVE, optional=True),
+                                             "eps": dict(POSITIVE, optional=True)})
+    sched = train.scheduler
+    _choice(sched.type, f"{where}.scheduler.type", ("MultiStepLR",))
+    if not isinstance(sched.milestones, (list, tuple)):
+        raise ConfigError(f"{where}.scheduler.milestones: {sched.milestones!r} is not a list of iterations")
+    sched.milestones = [_number(m, f"{where}.scheduler.milestones", integer=True, minimum=0)
+                        for m in sched.milestones]
+    _check_numbers(sched, f"{where}.scheduler", {"gamma": POSITIVE})
+    _check_numbers(train, where, {
+        "total_iter": COUNT, "warmup_iter": {"integer": True}, "pyramid_loss_weight": NON_NEGATIVE,
+        "remove_pyramid_loss": {"allow_inf": True}, "r1_reg_weight": NON_NEGATIVE,
+        "comp_style_weight": NON_NEGATIVE, "identity_weight": NON_NEGATIVE, "net_d_iters": COUNT,
+        "net_d_init_iters": {"integer": True, "minimum": 0}, "net_d_reg_every": COUNT,
+        "ema_decay": NON_NEGATIVE})
+    if train.ema_decay > 1:
+        raise ConfigError(f"{where}.ema_decay: {train.ema_decay!r} is above 1")
+    for key in ("pixel_opt", "L1_opt"):
+        l1_opt: L1LossOptions | None = getattr(train, key)
+        if l1_opt is not None:
+            _choice(l1_opt.type, f"{where}.{key}.type", ("L1Loss",))
+            _choice(l1_opt.reduction, f"{where}.{key}.reduction", ("mean",))
+            _check_numbers(l1_opt, f"{where}.{key}", {"loss_weight": NON_NEGATIVE})
+    p = train.perceptual_opt
+    if p is not None:
+        w = f"{where}.perceptual_opt"
+        _choice(p.type, f"{w}.type", ("PerceptualLoss",))
+        _choice(p.vgg_type, f"{w}.vgg_type", ("vgg19",))
+        _choice(p.criterion, f"{w}.criterion", ("l1", "l2", "fro"))
+        _check_numbers(p, w, {"perceptual_weight": NON_NEGATIVE, "style_weight": NON_NEGATIVE})
+        if not isinstance(p.layer_weights, dict) or not p.layer_weights:
+            raise ConfigError(f"{w}.layer_weights: give a mapping of VGG19 layers to weights, e.g. conv5_4: 1")
+        known = vgg19_layer_names()
+        p.layer_weights = {_choice(k, f"{w}.layer_weights", tuple(known)):
+                           _number(v, f"{w}.layer_weights.{k}", minimum=0) for k, v in p.layer_weights.items()}
+    for key in ("gan_opt", "gan_component_opt"):
+        g = getattr(train, key)
+        if g is not None:
+            _choice(g.type, f"{where}.{key}.type", ("GANLoss",))
+            _choice(g.gan_type, f"{where}.{key}.gan_type", GAN_TYPES)
+            _check_numbers(g, f"{where}.{key}", {"loss_weight": NON_NEGATIVE, "real_label_val": {},
+                                                "fake_label_val": {}})
+
+
+def _check_network(block: Any, where: str) -> None:
+    """A ``network_*`` block: a known ``type`` and only keywords its constructor takes."""
+    if not isinstance(block, dict) or "type" not in block:
+        raise ConfigError(f"{where}: needs a 'type' (one of {sorted(NETWORK_TYPES)})")
+    cls = NETWORK_TYPES.get(block["type"])
+    if cls is None:
+        raise ConfigError(f"{where}.type: {block['type']!r} is not available; choose from {sorted(NETWORK_TYPES)}")
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = sorted(k for k in params if k != "self")
+        unknown = sorted(set(block) - set(known) - {"type"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {known}")
+
+
+def _check_data(data: FFHQDataConfig, where: str) -> None:
+    _check_numbers(data, where, {"batch_size_per_gpu": COUNT, "num_worker_per_gpu": {"integer": True, "minimum": 0},
+                                 "dataset_enlarge_ratio": COUNT, "out_size": {"integer": True, "minimum": 8},
+                                 "eye_enlarge_ratio": POSITIVE})
+    backend = data.io_backend or {"type": "disk"}
+    if not isinstance(backend, dict):
+        raise ConfigError(f"{where}.io_backend: {backend!r} is not a mapping like {{type: disk}}")
+    unknown = sorted(set(backend) - {"type", "db_paths", "client_keys"})
+    if unknown:
+        raise ConfigError(f"{where}.io_backend: unknown option(s) {unknown}; known: ['client_keys', 'db_paths', "
+                          f"'type']")
+    _choice(backend.get("type", "disk"), f"{where}.io_backend.type", ("disk", "lmdb"))
 
 
 def config_from_dict(opt: dict, source: str | None = None) -> TrainConfig:
@@ -190,17 +378,36 @@ def config_from_dict(opt: dict, source: str | None = None) -> TrainConfig:
     for key in ("network_g", "network_d"):
         if not isinstance(opt.get(key), dict) or "type" not in opt[key]:
             raise ConfigError(f"{where}: '{key}' needs a 'type'")
-    train = _fill(TrainOptions, opt.pop("train", None), f"{where}: train")
-    for k in ("optim_g", "optim_d", "optim_component", "scheduler", "pixel_opt", "L1_opt", "perceptual_opt",
-              "gan_opt", "gan_component_opt"):
-        setattr(train, k, _floatify(getattr(train, k)))
-    train.remove_pyramid_loss = float(train.remove_pyramid_loss) if train.remove_pyramid_loss is not None \
-        else math.inf
+    for key in ("network_g", "network_d", "network_d_left_eye", "network_d_right_eye", "network_d_mouth",
+                "network_identity"):
+        if opt.get(key) is not None:
+            _check_network(opt[key], f"{where}: {key}")
+    tblock = opt.pop("train", None) or {}
+    if not isinstance(tblock, dict):
+        raise ConfigError(f"{where}: 'train' is not a mapping of options")
+    tblock = dict(tblock)
+    blocks = {}
+    for key, cls in TRAIN_BLOCKS.items():
+        if key in tblock:
+            value = tblock.pop(key)
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{where}: train.{key}: {value!r} is not a mapping of options")
+            blocks[key] = None if value is None else _fill(cls, value, f"{where}: train.{key}")
+    train = _fill(TrainOptions, tblock, f"{where}: train", ignore=set(TRAIN_BLOCKS))
+    for key, value in blocks.items():
+        if value is None and key in ("optim_g", "optim_d", "optim_component", "scheduler", "L1_opt", "gan_opt"):
+            raise ConfigError(f"{where}: train.{key} is empty; remove the key for the default or fill it in")
+        setattr(train, key, value)
+    if train.remove_pyramid_loss is None:
+        train.remove_pyramid_loss = math.inf
+    _check_train(train, f"{where}: train")
+    _check_data(train_data, f"{where}: datasets.train")
     cfg = TrainConfig(
         name=str(opt.pop("name", "train")),
         network_g=dict(opt.pop("network_g")), network_d=dict(opt.pop("network_d")),
         train_data=train_data, val_data=val_data,
-        network_d_left_eye=opt.pop("network_d_left_eye", None), network_d_right_eye=opt.pop("network_d_right_eye", None),
+        network_d_left_eye=opt.pop("network_d_left_eye", None),
+        network_d_right_eye=opt.pop("network_d_right_eye", None),
         network_d_mouth=opt.pop("network_d_mouth", None), network_identity=opt.pop("network_identity", None),
         path=_fill(PathConfig, opt.pop("path", None), f"{where}: path"),
         train=train,
@@ -216,6 +423,11 @@ def config_from_dict(opt: dict, source: str | None = None) -> TrainConfig:
     bad = sorted(set(cfg.random_init) - set(RANDOM_INIT_PARTS))
     if bad:
         raise ConfigError(f"{where}: random_init {bad}: choose from {list(RANDOM_INIT_PARTS)}")
+    _check_numbers(cfg.logger, f"{where}: logger", {"print_freq": COUNT, "save_checkpoint_freq": COUNT})
+    if cfg.val is not None:
+        _check_numbers(cfg.val, f"{where}: val", {"val_freq": COUNT})
+    if cfg.manual_seed is not None:
+        cfg.manual_seed = _number(cfg.manual_seed, f"{where}: manual_seed", integer=True, minimum=0)
     if cfg.model_type != "GFPGANModel":
         raise ConfigError(f"{where}: model_type {cfg.model_type!r}: only GFPGANModel is implemented")
     return cfg

@@ -104,7 +104,12 @@ class _Lmdb:
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
     """Encoded bytes -> float32 BGR (H, W, 3) in [0, 1] (as BasicSR's imfrombytes)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if not data:
+        raise ValueError(f"{where}: empty file, not an image")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ValueError(f"{where}: not a readable image ({e.err})") from None
     if img is None:
         raise ValueError(f"{where}: not a readable image")
     return img.astype(np.float32) / 255.0
@@ -259,7 +264,8 @@ class FFHQDegradationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _read(self, index: int) -> np.ndarray:
+    def read_gt(self, index: int) -> np.ndarray:
+        """The ground-truth image at ``index`` (float32 BGR in [0, 1]); ValueError naming a broken file."""
         path = self.paths[index]
         if self.lmdb is not None:
             return decode_image(self.lmdb.get(path), f"{self.cfg.dataroot_gt}:{path}")
@@ -283,7 +289,7 @@ class FFHQDegradationDataset(Dataset):
     def make_sample(self, index: int) -> dict[str, Any]:
         """One sample with the official sequence of random draws (global RNGs)."""
         cfg = self.cfg
-        img_gt = self._read(index)
+        img_gt = self.read_gt(index)
         if img_gt.shape[:2] != (cfg.out_size, cfg.out_size):  # facerestore: any aligned-face size is resized
             img_gt = cv2.resize(img_gt, (cfg.out_size, cfg.out_size), interpolation=cv2.INTER_AREA)
         hflip = bool(cfg.use_hflip) and random.random() < 0.5

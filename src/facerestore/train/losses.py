@@ -31,7 +31,7 @@ def pyramid_losses(out_rgbs: Sequence[Tensor], gt: Tensor, weight: float) -> dic
     """Intermediate restoration loss: L1 between the U-Net's RGB output at each scale (8 px up to the
     full size) and the downscaled ground truth, each times ``weight``; keys ``l_p_8``, ``l_p_16``, ..."""
     pyramid = image_pyramid(gt, len(out_rgbs))
-    return {f"l_p_{rgb.shape[-1]}": l1(rgb, target) * weight for rgb, target in zip(out_rgbs, pyramid)}
+    return {f"l_p_{rgb.shape[-1]}": l1(rgb, target) * weight for rgb, target in zip(out_rgbs, pyramid, strict=True)}
 
 
 def gram_matrix(x: Tensor) -> Tensor:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from facerestore.models.arch_detect import ArchRule, StateDict
 from facerestore.archs.parsenet import ParseNet
 from facerestore.archs.retinaface import RetinaFace
+from facerestore.models.arch_detect import ArchRule, StateDict
 
 
 def _detect_retinaface(sd: StateDict) -> dict[str, Any] | None:

@@ -1,5 +1,0 @@
-"""Moved to :mod:`facerestore.pipeline.restorer`; this name keeps old imports working (same module object)."""
-import importlib
-import sys
-
-sys.modules[__name__] = importlib.import_module("facerestore.pipeline.restorer")
