@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Any
 
 from facerestore.pipeline.options import RestoreOptions
 from facerestore.ray.stage import FaceRestore
@@ -94,8 +95,8 @@ def output_stems(inputs: list[str], on_note: Callable[[str], None] | None = None
     """The CLI's names (pipeline.batch.output_stems) for paths and URIs alike."""
     from facerestore.pipeline.batch import output_stems as stems_of
 
-    posix = {PurePosixPath(p.replace("\\", "/")): p for p in inputs}
-    return {posix[path]: stem for path, stem in stems_of(list(posix), on_note).items()}
+    as_paths = {Path(p): p for p in inputs}  # a URI's name, stem and suffix are a path's
+    return {as_paths[path]: stem for path, stem in stems_of(list(as_paths), on_note).items()}
 
 
 def pending_inputs(inputs: list[str], out: Location, options: RestoreOptions, stems: dict[str, str]) -> list[str]:
@@ -119,18 +120,20 @@ def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settin
     from ray.data import ActorPoolStrategy
 
     pool = settings.actors
-    size = dict(size=pool) if isinstance(pool, int) else dict(min_size=pool[0], max_size=pool[1])
+    # One batch per actor at a time: a worker that dies takes only the batch it was restoring with
+    # it (queued ones would use up their retries too); the stage reads its own inputs, so queueing
+    # would prefetch nothing.
+    if isinstance(pool, int):
+        compute = ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1)
+    else:
+        compute = ActorPoolStrategy(min_size=pool[0], max_size=pool[1], max_tasks_in_flight_per_actor=1)
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing max_restarts/max_task_retries here (its default is to retry
         # without end); we keep a bound so that a file that kills its worker cannot stall the run.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         return ds.map_batches(stage, fn_constructor_kwargs=dict(options=options, output=out),
                               batch_size=settings.files_per_batch, batch_format="pyarrow",
-                              # One batch per actor at a time: a worker that dies takes only the batch
-                              # it was restoring with it (queued ones would use up their retries too);
-                              # the stage reads its own inputs, so queueing would prefetch nothing.
-                              compute=ActorPoolStrategy(**size, max_tasks_in_flight_per_actor=1),
-                              num_cpus=settings.cpus_per_actor,
+                              compute=compute, num_cpus=settings.cpus_per_actor,
                               num_gpus=settings.gpus_per_actor or None,
                               max_restarts=-1, max_task_retries=settings.task_retries)
 
@@ -176,7 +179,7 @@ def run_ray(inputs: list[str], output: str | os.PathLike | Location, options: Re
 
 
 def _init_defaults(settings: RaySettings) -> dict:
-    kwargs = dict(include_dashboard=False, logging_level="warning", log_to_driver=True)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning", "log_to_driver": True}
     if settings.address is None:  # a local cluster: enough logical CPUs for the pool and Ray Data's own tasks
         pool = settings.actors if isinstance(settings.actors, int) else max(settings.actors)
         kwargs["num_cpus"] = max(os.cpu_count() or 1, int(pool * settings.cpus_per_actor) + 2)

@@ -18,9 +18,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 
 from facerestore.pipeline.options import RestoreOptions
 from facerestore.ray.storage import Location, is_uri, read_bytes

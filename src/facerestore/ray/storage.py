@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import secrets
 import posixpath
+import secrets
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
 from facerestore.io.atomic import StagedFiles, atomic_write_bytes
 from facerestore.io.images import IMAGE_EXTENSIONS
