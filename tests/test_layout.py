@@ -15,7 +15,7 @@ LAYERS = {
     "models": 1,
     "face": 2, "metrics": 2,
     "pipeline": 3, "export": 3, "engines": 3,
-    "train": 4, "serve": 4,
+    "train": 4, "serve": 4, "ray": 4,
     "cli": 5, "__main__": 5,
 }
 

@@ -82,6 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "on by default when sharded")
     p.add_argument("--no-download", action="store_true", help="never download model files")
     _add_control_flags(p)
+    _add_ray_flags(p)
     p.add_argument("--verbose", action="store_true", help="show tracebacks for failures")
     add_video_arguments(p)
     p.set_defaults(func=run)
@@ -113,6 +114,22 @@ def _add_control_flags(p: argparse.ArgumentParser, *, identity_default: str = "a
     g.add_argument("--report", default=None, metavar="FILE.json",
                    help="write a JSON record of the run: per face box, score, landmarks, identity, "
                         "weight and outputs; options, versions and model hashes (docs/report-schema.json)")
+
+
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    """A run on a Ray cluster (issue 17; the extra `ray`): see facerestore/ray and cli/restore_ray.py."""
+    g = p.add_argument_group("on a Ray cluster (pip install 'facerestore[ray]')")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (or this shard); ray: an actor pool on a Ray cluster, -i/-o may "
+                        "then also be URIs (s3://, gs://, ...), photos only")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the cluster to join (auto, ray://HOST:10001); default: RAY_ADDRESS, else a local one")
+    g.add_argument("--actors", default="1", metavar="N|MIN-MAX",
+                   help="actors (model copies) in the pool; MIN-MAX lets the pool grow with the cluster")
+    g.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="X",
+                   help="GPUs each actor holds (0.5: two share one); above 0, --device cpu becomes cuda")
+    g.add_argument("--cpus-per-actor", type=float, default=1.0, metavar="X",
+                   help="CPUs each actor holds (its PyTorch threads)")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -179,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from .restore_ray import run_on_ray
+
+        return run_on_ray(args, options_from_args, _note)
     from tqdm.auto import tqdm
 
     from ..io.images import ImageReadError, scan_inputs

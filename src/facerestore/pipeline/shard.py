@@ -17,15 +17,15 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Mapping, Sequence
 
 from ..io.atomic import atomic_write_text
 from ..io.images import WRITABLE_EXTENSIONS
 from .options import OptionsError, RestoreOptions
 
-__all__ = ["Shard", "ShardSummary", "SummaryError", "already_complete", "merge_summaries", "shard_from_env",
-           "parse_shard", "read_input_list", "read_summary", "take_shard"]
+__all__ = ["Shard", "ShardSummary", "SummaryError", "already_complete", "completion_markers", "merge_summaries",
+           "shard_from_env", "parse_shard", "read_input_list", "read_summary", "take_shard"]
 
 SUMMARY_GLOB = "summary-shard*-of*.json"
 
@@ -104,21 +104,27 @@ def read_input_list(path: Path) -> list[Path]:
     return files
 
 
-def already_complete(path: Path, out_dir: Path, options: RestoreOptions, stem: str | None = None) -> bool:
-    """Whether ``path``'s results are all on disk. The pasted image is the last file of a photo's
-    group to be committed (faces first), so its presence means the whole group is there; an
-    aligned input has one face, and its side-by-side ``cmp`` image is committed last."""
+def completion_markers(path: PurePath, options: RestoreOptions, stem: str | None = None) -> list[str]:
+    """The relative names (``restored_imgs/a.jpg``) of which any one, present, means ``path``'s
+    results are all there. The pasted image is the last file of a photo's group to be committed
+    (faces first), so its presence means the whole group is there; an aligned input has one
+    face, and its side-by-side ``cmp`` image is committed last."""
     from .batch import output_paths
 
     stem = stem or path.stem
     if options.aligned:
-        return output_paths(stem, 1, options, ".png", out_dir)["cmp"][0].is_file()
+        return [output_paths(stem, 1, options, ".png", Path())["cmp"][0].as_posix()]
     if options.ext != "auto":
-        candidates = {"." + options.ext}
+        candidates = ["." + options.ext]
     else:  # the input's own extension when writable, else PNG (see io.images.choose_output_ext)
         own = path.suffix.lower()
-        candidates = {own, ".png"} if own in WRITABLE_EXTENSIONS else {".png"}
-    return any(output_paths(stem, 0, options, ext, out_dir)["restored_imgs"][0].is_file() for ext in candidates)
+        candidates = [own, ".png"] if own in WRITABLE_EXTENSIONS and own != ".png" else [".png"]
+    return [output_paths(stem, 0, options, ext, Path())["restored_imgs"][0].as_posix() for ext in candidates]
+
+
+def already_complete(path: Path, out_dir: Path, options: RestoreOptions, stem: str | None = None) -> bool:
+    """Whether ``path``'s results are all on disk (see :func:`completion_markers`)."""
+    return any((out_dir / name).is_file() for name in completion_markers(path, options, stem))
 
 
 @dataclass
