@@ -336,6 +336,7 @@ def test_restorer_on_auto_gives_gfpganer_enhance_pixels(tmp_path: Path, monkeypa
     blurred mask spreads each flip over a region (PyTorch itself at 2 threads instead of 1 moves
     0.6 % of the values by 1 level here). Measured: max 2 levels on 1.4 % of the values (OpenVINO)."""
     import numpy as np
+
     import test_official_fixtures as official
 
     monkeypatch.setenv("FACERESTORE_GRAPH_CACHE", str(tmp_path / "graphs"))
@@ -387,8 +388,16 @@ def test_half_runs_openvino_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         slow = Restorer(model=copy.deepcopy(face), detector=NoDetector(), parser=None)
-        fast = Restorer(model=face, detector=NoDetector(), parser=None, half=True, backend="auto")  # exports fp32, runs bf16
-    assert isinstance(fast.net, EngineModule) and fast.net.engine == "openvino" and fast.net.half
+        # exports the fp32 network; OpenVINO runs it in bf16
+        fast = Restorer(model=face, detector=NoDetector(), parser=None, half=True, backend="auto")
+    assert isinstance(fast.net, EngineModule) and fast.net.engine == "openvino" and fast.net.runs_half
     got, want = fast.restore_faces(faces)[0], slow.restore_faces(faces)[0]
     diff = np.abs(got.astype(int) - want.astype(int))
     assert diff.mean() < 3 and diff.max() < 40  # bf16: a few levels, not another picture
+
+
+def test_the_public_names_are_the_lazy_ones():
+    import facerestore
+
+    assert sorted(engines.__all__) == sorted(engines._EXPORTS)
+    assert sorted(facerestore.__all__) == sorted([*facerestore._EXPORTS, "__version__"])

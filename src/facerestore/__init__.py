@@ -17,11 +17,13 @@ _EXPORTS = {
     "load_detector": "facerestore.face.detectors",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+# Spelled out so that linters and type checkers see the public names (test_layout checks they
+# match _EXPORTS).
+__all__ = ["load_model", "CheckpointError", "Restorer", "Upsampler", "load_detector", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .face.detectors import load_detector
     from .engines.loading import load_model
+    from .face.detectors import load_detector
     from .models.loading import CheckpointError
     from .pipeline.restorer import Restorer
     from .pipeline.upsampler import Upsampler

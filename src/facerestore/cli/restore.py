@@ -205,10 +205,15 @@ def _run(args: argparse.Namespace) -> int:
     from ..io.images import ImageReadError, scan_inputs
     from ..io.video import folder_videos, split_videos
     from ..pipeline.batch import OUTPUT_FOLDERS, output_stems, run_batch
-    from ..pipeline.results import FileResult
     from ..pipeline.options import OptionsError
-    from ..pipeline.shard import (ShardSummary, already_complete, parse_shard, read_input_list,
-                                  shard_from_env, take_shard)
+    from ..pipeline.results import FileResult
+    from ..pipeline.shard import (
+        already_complete,
+        parse_shard,
+        read_input_list,
+        shard_from_env,
+        take_shard,
+    )
 
     try:
         options = options_from_args(args).validate()

@@ -19,11 +19,22 @@ _EXPORTS = {
     "cache_root": ".cache", "weights_sha256": ".cache",
     "load_model": ".loading",
 }
-__all__ = list(_EXPORTS)
+# Spelled out (not list(_EXPORTS)) so that linters and type checkers see the public names;
+# tests/test_engines.py checks the two agree.
+__all__ = ["BACKENDS", "EngineUnavailableError", "auto_order", "choose_backend", "cpu_has_bf16", "engine_available",
+           "engine_version", "EngineModule", "EngineNote", "GraphMismatchError", "wrap", "build_runner", "TOLERANCE",
+           "cache_root", "weights_sha256", "load_model"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .base import (BACKENDS, EngineUnavailableError, auto_order, choose_backend, cpu_has_bf16,
-                       engine_available, engine_version)
+    from .base import (
+        BACKENDS,
+        EngineUnavailableError,
+        auto_order,
+        choose_backend,
+        cpu_has_bf16,
+        engine_available,
+        engine_version,
+    )
     from .cache import cache_root, weights_sha256
     from .loading import load_model
     from .module import TOLERANCE, EngineModule, EngineNote, GraphMismatchError, build_runner, wrap

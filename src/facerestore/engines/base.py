@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def engine_available(name: str) -> bool:
     return package is not None and importlib.util.find_spec(package) is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def engine_version(name: str) -> str:
     if name == "torch":
         import torch

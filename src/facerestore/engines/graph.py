@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,13 +40,17 @@ class GraphSpec:
     one_face: bool = False  # fixed batch 1: the caller runs a batch face by face
 
 
-def _decoder(module: nn.Module) -> nn.Module | None:
+def _decoder(module: nn.Module) -> Any:
+    """The StyleGAN2 decoder whose stored noise the graph takes as inputs, or None. Typed Any: its
+    ``noises`` buffers and ``num_layers`` are read by name, as the architectures register them."""
     decoder = getattr(module, "stylegan_decoder", None)
     return decoder if decoder is not None and hasattr(decoder, "noises") else None
 
 
 def noise_buffers(module: nn.Module) -> list[Tensor]:
     decoder = _decoder(module)
+    if decoder is None:
+        raise ValueError(f"{type(module).__name__} has no StyleGAN2 decoder with stored noise")
     return [getattr(decoder.noises, f"noise{i}") for i in range(decoder.num_layers)]
 
 
@@ -67,7 +72,7 @@ class _WithNoiseInputs(nn.Module):
         self.model = model
         self._call = call
 
-    def forward(self, x: Tensor, *noises: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *noises: Tensor) -> tuple[Tensor]:
         decoder = _decoder(self.model)
         for i, noise in enumerate(noises):
             decoder.noises._buffers[f"noise{i}"] = noise  # the trace follows the input
@@ -163,12 +168,14 @@ def export_graph(module: nn.Module, spec: GraphSpec) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # the tracer notes each Python branch on a shape; the examples pick the general path
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # public API that torch.jit.__all__ leaves out
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # pyright: ignore[reportPrivateImportUsage]
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
         with torch.no_grad():
-            torch.onnx.export(module, spec.examples[0], buffer, dynamo=False, input_names=spec.input_names,
-                              output_names=spec.output_names, dynamic_axes=spec.dynamic_axes,
-                              opset_version=OPSET, do_constant_folding=True)
+            # a file object is documented for f; the stubs name only paths
+            torch.onnx.export(module, spec.examples[0], buffer,  # pyright: ignore[reportArgumentType]
+                              dynamo=False, input_names=spec.input_names, output_names=spec.output_names,
+                              dynamic_axes=spec.dynamic_axes, opset_version=OPSET, do_constant_folding=True)
     return buffer.getvalue()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,7 +126,7 @@ class EngineModule(nn.Module):
         self.torch_module = module
         self.descriptor = descriptor
         self.engine = runner.engine
-        self.half = runner.half
+        self.runs_half = runner.half  # not `half`: that is nn.Module.half(), the cast
         self._runner = runner
         self._inputs = list(spec.input_names)
         self._takes_noise = "noise0" in self._inputs
@@ -136,7 +136,7 @@ class EngineModule(nn.Module):
             self.scale = module.scale  # the upsampler reads it
 
     def extra_repr(self) -> str:
-        return f"engine={self.engine}, half={self.half}, network={self.descriptor}"
+        return f"engine={self.engine}, half={self.runs_half}, network={self.descriptor}"
 
     def _run(self, *inputs: Tensor) -> list[Tensor]:
         feeds = {n: t.detach().float().cpu().numpy() for n, t in zip(self._inputs, inputs, strict=True)}

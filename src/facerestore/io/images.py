@@ -578,7 +578,7 @@ def check_output_pixels(
     width: int,
     height: int,
     scale: float,
-    max_output_pixels: int | None,
+    max_output_pixels: float | None,
     *,
     path: str | os.PathLike | None = None,
 ) -> None:

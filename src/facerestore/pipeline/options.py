@@ -99,10 +99,11 @@ class RestoreOptions:
     ext: OutputExt = "auto"
     save_faces: bool = True  # cropped_faces/, restored_faces/, cmp/ as the official layout
     # limits: inputs are refused before decoding, outputs before any work
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_output_pixels: int = 4 * DEFAULT_MAX_PIXELS
+    # Counts of pixels; a float such as 1e8 from the command line is taken as it is.
+    max_pixels: int | float = DEFAULT_MAX_PIXELS
+    max_output_pixels: int | float = 4 * DEFAULT_MAX_PIXELS
 
-    def replace(self, **changes: Any) -> "RestoreOptions":
+    def replace(self, **changes: Any) -> RestoreOptions:
         """A copy with ``changes`` (field names); a name that is no field is a TypeError naming it."""
         unknown = sorted(set(changes) - FIELD_NAMES)
         if unknown:
@@ -110,7 +111,7 @@ class RestoreOptions:
                             "RestoreOptions (model, upscale, weight, detector, min_face, identity_model, ...)")
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> "RestoreOptions":
+    def validate(self) -> RestoreOptions:
         """Check every value; raise :class:`OptionsError` naming the first bad one. Returns self.
 
         The one place where ``"none"`` is read: ``bg_upsampler``, ``parser`` and ``identity_model``

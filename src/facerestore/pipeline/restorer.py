@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -50,12 +51,13 @@ def landmark_batch(landmarks: object) -> np.ndarray:
         points = np.asarray(landmarks, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"landmarks must be (5, 2) arrays of (x, y) points: {exc}") from None
+    given_shape = points.shape
     if points.ndim == 2:
         points = points[None]
     if points.ndim != 3 or points.shape[1:] != (5, 2):
         hint = " (transposed? give one (x, y) row per point)" if points.shape[-2:] == (2, 5) else ""
         raise ValueError(f"landmarks must be (5, 2) per face — eyes, nose, mouth corners as (x, y) rows — "
-                         f"or (N, 5, 2); got shape {tuple(np.shape(landmarks))}{hint}")
+                         f"or (N, 5, 2); got shape {tuple(given_shape)}{hint}")
     if not np.isfinite(points).all():
         raise ValueError("landmarks contain nan or inf")
     return points
@@ -230,8 +232,10 @@ class Restorer:
                 self.parser = wrap(self.parser, None, backend, self.device, on_note=self.notes.append)
             if self.upsampler is not None and isinstance(self.upsampler.model, nn.Module):
                 self.upsampler.model = wrap(self.upsampler.model, None, backend, self.device, on_note=self.notes.append)
-            if isinstance(getattr(self.detector, "net", None), RetinaFace):
-                self.detector.net = wrap(self.detector.net, None, backend, self.device, on_note=self.notes.append)
+            detector_net = getattr(self.detector, "net", None)  # RetinaFace detectors hold one; MTCNN's stay
+            if isinstance(detector_net, RetinaFace):
+                setattr(self.detector, "net", wrap(detector_net, None, backend, self.device,  # noqa: B010
+                                                   on_note=self.notes.append))
             if self.identity is not None:
                 self.identity.net = wrap(self.identity.net, None, backend, self.device, on_note=self.notes.append)
         from ..engines.module import EngineModule
@@ -241,7 +245,7 @@ class Restorer:
         elif half:
             self.net = _to_half(self.net, self.dtype)
 
-    def with_options(self, **changes: Any) -> "Restorer":
+    def with_options(self, **changes: Any) -> Restorer:
         """A copy that shares this one's networks, with other per-image settings (``upscale``,
         ``weight``, ``color_match``, ...); settings that load networks (``model``, ``detector``,
         ``min_face``, ...) need a new Restorer and are refused here."""
@@ -443,7 +447,7 @@ class Restorer:
         return results
 
     def _prepare(self, img: np.ndarray, has_aligned: bool, only_center_face: bool,
-                 landmarks: Sequence[np.ndarray] | None) -> "_Prepared":
+                 landmarks: Sequence[np.ndarray] | None) -> _Prepared:
         """Checks, detection and alignment: everything before the face network."""
         _check_image(img)
         if img.ndim == 3 and img.shape[2] == 1:
@@ -476,8 +480,8 @@ class Restorer:
         if self.color_match:
             from .colour import match_colour
 
-            raw = [match_colour(r, c) for r, c in zip(raw, cropped)]
-        restored = [self.blend(r, c, self.blend_weight(weight)) for r, c in zip(raw, cropped)]
+            raw = [match_colour(r, c) for r, c in zip(raw, cropped, strict=True)]
+        restored = [self.blend(r, c, self.blend_weight(weight)) for r, c in zip(raw, cropped, strict=True)]
         records = [FaceRecord(i, weight=weight, color_matched=self.color_match) for i in range(len(cropped))]
         if self.identity is None or not cropped:
             return restored, records
@@ -504,7 +508,7 @@ class Restorer:
 
     # ------------------------------------------------------------------ video
 
-    def enhance_video(self, src: str | Path, dst: str | Path, **options) -> "VideoSummary":
+    def enhance_video(self, src: str | Path, dst: str | Path, **options) -> VideoSummary:
         """Restore every face of the video ``src`` into ``dst`` (faces tracked and steadied, frame
         timing and audio kept); see :func:`facerestore.pipeline.video.restore_video` for ``options``.
         Needs PyAV: ``pip install "facerestore[video]"``."""
@@ -609,6 +613,9 @@ def resolve_bg_upsampler(choice: object, device: str | torch.device, allow_downl
     from ..models import zoo
 
     entry = zoo.find_entry("realesrgan-x2plus")
+    if entry is None:  # a trimmed zoo
+        note("background resized instead of Real-ESRGAN: realesrgan-x2plus is not in the zoo")
+        return None
     try:
         zoo.ensure_model_file(entry, allow_download=allow_download)
     except zoo.ModelUnavailableError as exc:

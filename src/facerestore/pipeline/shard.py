@@ -16,9 +16,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
-from typing import Iterable, Mapping, Sequence
 
 from ..io.atomic import atomic_write_text
 from ..io.images import WRITABLE_EXTENSIONS

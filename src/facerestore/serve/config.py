@@ -60,11 +60,11 @@ class ServeConfig:
     preload: bool = True
 
     @classmethod
-    def build(cls, **settings: Any) -> "ServeConfig":
+    def build(cls, **settings: Any) -> ServeConfig:
         """A config from server settings and :class:`RestoreOptions` field names, mixed."""
         return cls().replace(**settings)
 
-    def replace(self, **changes: Any) -> "ServeConfig":
+    def replace(self, **changes: Any) -> ServeConfig:
         """A copy with ``changes``: server settings, or fields of ``restore`` by their names."""
         own = {f.name for f in dataclasses.fields(self)}
         restore_changes = {k: v for k, v in changes.items() if k not in own}
@@ -80,7 +80,7 @@ class ServeConfig:
     def device(self) -> str:
         return str(self.restore.device)
 
-    def validate(self) -> "ServeConfig":
+    def validate(self) -> ServeConfig:
         """Raise :class:`OptionsError` naming the flag of the first unusable setting."""
         if not self.models:
             raise OptionsError("--model", "give at least one model")
@@ -104,9 +104,12 @@ def _check_upload_limits(config: ServeConfig) -> None:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     if not (number(config.upload_timeout) and config.upload_timeout > 0):
-        raise OptionsError("--upload-timeout", f"must be a number of seconds above 0, got {config.upload_timeout!r}")
+        raise OptionsError("--upload-timeout",
+                           f"must be a number of seconds above 0, got {config.upload_timeout!r}")
     if not (number(config.upload_min_rate) and config.upload_min_rate >= 0):
-        rate = f"{config.upload_min_rate / 1024:g} KB/s" if number(config.upload_min_rate) else repr(config.upload_min_rate)
+        rate = (f"{config.upload_min_rate / 1024:g} KB/s" if number(config.upload_min_rate)
+                else repr(config.upload_min_rate))
         raise OptionsError("--upload-min-rate-kb", f"must be at least 0 KB/s, got {rate}")
-    if not (isinstance(config.max_uploads, int) and not isinstance(config.max_uploads, bool) and config.max_uploads >= 1):
+    whole = isinstance(config.max_uploads, int) and not isinstance(config.max_uploads, bool)
+    if not (whole and config.max_uploads >= 1):
         raise OptionsError("--max-uploads", f"must be a whole number of at least 1, got {config.max_uploads!r}")

@@ -17,9 +17,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -208,7 +209,8 @@ class RestoreService:
         from ..models.loading import CheckpointError, check_model
 
         allow = self.config.restore.allow_download
-        wanted = [("--model", Purpose.FACE_RESTORATION, slot.spec, slot) for slot in self.models]
+        wanted: list[tuple[str, Purpose, Any, ModelSlot | None]] = [
+            ("--model", Purpose.FACE_RESTORATION, slot.spec, slot) for slot in self.models]
         bg = self.config.restore.bg_upsampler
         if bg is not None and not (isinstance(bg, str) and bg.lower() == "realesrgan"):
             wanted.append(("--bg_upsampler", Purpose.UPSCALING, bg, None))
@@ -360,8 +362,16 @@ class RestoreService:
         """Read, restore and encode one uploaded file (blocking: run it in a worker thread), as
         :func:`~facerestore.pipeline.batch.run_batch` does a file: the same reading, the same
         ``Restorer.restore`` with the same options, the same composition of the output."""
-        from ..io.images import (ImageReadError, encode_image, from_pipeline, holds_alpha, peek_size, read_image,
-                                 scaled_size, to_pipeline)
+        from ..io.images import (
+            ImageReadError,
+            encode_image,
+            from_pipeline,
+            holds_alpha,
+            peek_size,
+            read_image,
+            scaled_size,
+            to_pipeline,
+        )
 
         opts = request.options
         timings: dict[str, float] = {}
