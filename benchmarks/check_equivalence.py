@@ -7,6 +7,11 @@ detected from the file), makes the same calls, and prints the max abs difference
 then runs ``Restorer.enhance`` against the official ``GFPGANer.enhance``.
 
     python benchmarks/check_equivalence.py /tmp/golden          # exit 1 if any diff is over 1e-4
+    python benchmarks/check_equivalence.py /tmp/golden --backend auto    # the same on the engines
+
+On PyTorch the whole-photo pipeline must give the official pixels exactly (0 grey levels); on
+an engine (onnxruntime, OpenVINO) within 1 grey level: their float sums differ from PyTorch's in
+the last bits, which flips a rounding or a near-tied ParseNet label now and then.
 
 It needs only the golden files, not the official code. It is a check for developers, not a test:
 the test suite pins the same behaviour without the kit.
@@ -53,12 +58,12 @@ def _calls(case: str, model, inputs):
     return {"out": model(inputs)}
 
 
-def check_models(golden: Path, manifest: dict) -> float:
+def check_models(golden: Path, manifest: dict, backend: str) -> float:
     from facerestore import load_model
 
     worst = 0.0
     for case in manifest["cases"]:
-        model = load_model(golden / case / "ckpt.pth")
+        model = load_model(golden / case / "ckpt.pth", backend=backend)
         inputs = torch.load(golden / case / "input.pt", weights_only=True)
         expected = torch.load(golden / case / "output.pt", weights_only=True)
         with torch.inference_mode():
@@ -72,14 +77,14 @@ def check_models(golden: Path, manifest: dict) -> float:
     return worst
 
 
-def check_pipeline(golden: Path, manifest: dict) -> float:
+def check_pipeline(golden: Path, manifest: dict, backend: str) -> float:
     from facerestore import Restorer
 
     entry = manifest["pipeline"]["gfpganer_enhance"]
     ref = torch.load(golden / entry["file"], weights_only=True)
     landmarks = [np.asarray(lm, np.float32) for lm in entry["landmarks"]]
     restorer = Restorer(model=golden / "GFPGANv1Clean" / "ckpt.pth", upscale=2, detector="mtcnn",
-                        parser=golden / "weights" / "parsing_parsenet.pth")
+                        parser=golden / "weights" / "parsing_parsenet.pth", backend=backend)
     # weight=1: the official network ignores its weight argument, i.e. always fully restored.
     crops, faces, image = restorer.enhance(ref["input_img"].numpy(), weight=1.0, landmarks=landmarks)
     _, aligned, _ = restorer.enhance(ref["aligned_input"].numpy(), has_aligned=True, weight=1.0)
@@ -97,14 +102,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("golden", type=Path, help="folder written by make_golden.py")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the golden run used 2)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "auto", "onnxruntime", "openvino"),
+                        help="engine of every network (default torch: the exact reference path)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     manifest = json.loads((args.golden / "manifest.json").read_text())
-    worst_model = check_models(args.golden, manifest)
-    worst_pipeline = check_pipeline(args.golden, manifest)
-    ok = worst_model <= TOLERANCE and worst_pipeline == 0
+    worst_model = check_models(args.golden, manifest, args.backend)
+    worst_pipeline = check_pipeline(args.golden, manifest, args.backend)
+    levels = 0 if args.backend == "torch" else 1
+    ok = worst_model <= TOLERANCE and worst_pipeline <= levels
     print(f"{'OK' if ok else 'FAIL'}: networks max {worst_model:.3g} (tolerance {TOLERANCE}), "
-          f"pipeline max {worst_pipeline:g} grey levels")
+          f"pipeline max {worst_pipeline:g} grey levels (allowed {levels}), backend {args.backend}")
     return 0 if ok else 1
 
 
