@@ -27,6 +27,12 @@ import numpy as np
 import torch
 
 TOLERANCE = 1e-4
+# On an engine, the networks whose outputs are images in [-1, 1] or [0, 1] (and ArcFace's
+# embedding) are held to 1e-4 absolute; RetinaFace and ParseNet, whose raw outputs reach tens,
+# to 1e-4 of their range (what the engine layer checks before it caches a graph). On PyTorch
+# every network is held to 1e-4 absolute.
+EXACT_ON_ENGINES = ("GFPGANv1Clean", "GFPGANv1", "GFPGANBilinear", "RestoreFormer", "RRDBNet_x2plus",
+                    "RRDBNet_x4plus", "ResNetArcFace", "StyleGAN2Discriminator", "FacialComponentDiscriminator")
 
 
 def _calls(case: str, model, inputs):
@@ -69,10 +75,14 @@ def check_models(golden: Path, manifest: dict, backend: str) -> float:
         with torch.inference_mode():
             got = _calls(case, model, inputs)
         diffs = {k: (got[k].float() - v.float()).abs().max().item() for k, v in expected.items() if k in got}
+        # The same, relative to the output's range (at least 1): detection regressions and parsing
+        # logits reach tens, where float32 sums in another order differ by more than 1e-4.
+        scaled = {k: diffs[k] / max(1.0, v.float().abs().max().item()) for k, v in expected.items() if k in got}
         missing = sorted(set(expected) - set(got))
         case_max = max(diffs.values())
-        worst = max(worst, case_max)
-        print(f"{case:30} {type(model).__name__:28} max abs diff {case_max:.3g}"
+        judged = case_max if backend == "torch" or case in EXACT_ON_ENGINES else max(scaled.values())
+        worst = max(worst, judged)
+        print(f"{case:30} {type(model).__name__:28} max abs diff {case_max:.3g}  scaled {max(scaled.values()):.3g}"
               + (f"  (not compared: {missing})" if missing else ""))
     return worst
 
