@@ -181,6 +181,19 @@ def test_auto_without_extras_is_torch(monkeypatch: pytest.MonkeyPatch, tmp_path:
         engines.choose_backend("tensorrt", Purpose.FACE_RESTORATION)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_codeformer_stays_on_pytorch_so_that_its_fidelity_weight_counts(engine, tmp_path: Path) -> None:
+    # A graph traced with CodeFormer's default call would freeze w (and adain) and ignore -w.
+    from facerestore.archs.codeformer import CodeFormer
+
+    model = CodeFormer(dim_embd=64, n_head=2, n_layers=1, codebook_size=16).eval()
+    assert describe(model).takes_fidelity
+    wrapped, notes = _wrap(model, engine, tmp_path)
+    assert wrapped is model
+    assert any("fidelity weight" in note for note in notes)
+    assert not list(tmp_path.iterdir())  # nothing exported
+
+
 def test_auto_order() -> None:
     assert engines.auto_order(Purpose.FACE_RESTORATION, "cuda") == ("torch",)
     assert engines.auto_order(Purpose.FACE_RESTORATION, "cpu")[-1] == "torch"

@@ -1,4 +1,4 @@
-"""facerestore: blind face restoration (the GFPGAN family) in plain PyTorch.
+"""facerestore: blind face restoration (GFPGAN, RestoreFormer(++), CodeFormer, GPEN) in plain PyTorch.
 
 The public names are imported lazily, so ``import facerestore`` is cheap and has no side effects.
 """

@@ -51,14 +51,15 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     argparse's own formatter also adds it to on/off switches (``--no-landmark-check`` read
     "(default: True)", the opposite of what the switch does), to options without a default
-    ("(default: None)") and to help that already states its default.
+    ("(default: None)", "(default: [])" for a repeatable flag) and to help that already states
+    its default.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = action.help or ""
         # `is`, not `in`: a default of 1 or 0 equals True/False and must still be shown.
         if (any(action.default is v for v in (None, False, True, argparse.SUPPRESS)) or action.nargs == 0
-                or "default" in help_text):
+                or action.default == [] or "default" in help_text):
             return help_text
         return super()._get_help_string(action)
 
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="facerestore",
-        description="Blind face restoration with the GFPGAN family, in plain PyTorch. "
+        description="Blind face restoration in plain PyTorch: GFPGAN, RestoreFormer(++), CodeFormer and GPEN "
+                    "with their released weights, on PyTorch, onnxruntime or OpenVINO. "
                     "`facerestore -i photos -o results` is short for `facerestore restore ...`.")
     parser.add_argument("--version", action="version", version=f"facerestore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")

@@ -11,10 +11,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a face restoration or upscaling network to ONNX",
                        description="Write MODEL (a zoo name or a weights file) as an ONNX graph with a "
                                    "dynamic batch axis (and dynamic height/width for upscalers); GFPGAN "
-                                   "models use their stored noise. The graph is run by onnxruntime and "
+                                   "models use their stored noise; CodeFormer is traced at its default call "
+                                   "(w=0, no adain), not the official inference's. The graph is run by onnxruntime and "
                                    "compared with PyTorch before the file appears (written atomically). "
                                    "Needs: pip install 'facerestore[export]'.")
-    p.add_argument("model", help="zoo name (e.g. v1.4) or weights file (.pth / .safetensors)")
+    p.add_argument("model", help="zoo name (e.g. v1.4) or weights file (.pth / .ckpt / .safetensors)")
     p.add_argument("output", type=Path, help="where to write the graph (.onnx)")
     p.add_argument("--size", type=int, default=None,
                    help="example height/width to trace with (upscalers; default 64; faces use their input size)")

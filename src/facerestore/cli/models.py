@@ -1,4 +1,5 @@
-"""`facerestore models`: list, download and verify the released model files."""
+"""`facerestore models`: list (with licences), download and verify the released model files, and
+prepare the engines' graphs ahead of time (``--prepare``)."""
 from __future__ import annotations
 
 import argparse
@@ -6,14 +7,16 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list, download and verify model files",
-                       description="Without options, list the released models and which are present. "
-                                   "Files live in $FACERESTORE_HOME (default ~/.cache/facerestore).")
+    p = sub.add_parser("models", help="list, download and verify model files; prepare engine graphs",
+                       description="Without options, list the released models, their licences and which are "
+                                   "present. Files live in $FACERESTORE_HOME (default ~/.cache/facerestore); "
+                                   "engine graphs in $FACERESTORE_GRAPH_CACHE (default: graphs/ "
+                                   "there).")
     p.add_argument("--download", nargs="+", metavar="NAME", help="download these models now")
     p.add_argument("--verify", action="store_true", help="re-hash every present file against its sha256")
     p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
                    help="accept the licence of model NAME (non-commercial or unstated licences are never "
-                        "downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME)")
+                        "downloaded without it; repeat for several; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME)")
     p.add_argument("--prepare", nargs="*", metavar="NAME",
                    help="export and check the engine graphs of these models (zoo names or files; default: "
                         "every model present) now, for images and cluster nodes, instead of on first use")

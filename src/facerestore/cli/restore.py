@@ -18,8 +18,9 @@ from .restore_video import add_video_arguments, run_videos
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "restore", help="restore the faces in photos (the official inference_gfpgan.py flags work)",
-        description="Detect, align, restore and paste back every face of each photo. "
-                    "Flags keep the spellings of the official inference_gfpgan.py.",
+        description="Detect, align, restore and paste back every face of each photo (and video frame). "
+                    "Flags keep the spellings of the official inference_gfpgan.py. Face models: GFPGAN, "
+                    "RestoreFormer(++), CodeFormer, GPEN (--model; -w is a blend for most, CodeFormer's fidelity).",
         formatter_class=DefaultsHelpFormatter)
     p.add_argument("-i", "--input", default="inputs/whole_imgs",
                    help="an image or video, a folder of them, or a .txt file listing their paths (one per "
@@ -32,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "RestoreFormer(++), CodeFormer (codeformer) or GPEN (gpen-bfr-512, gpen-bfr-256)")
     p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
                    help="accept the licence of model NAME: non-commercial (codeformer) or unstated (GPEN) "
-                        "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
+                        "licences are never downloaded without it; repeat for several; also "
+                        "$FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("-s", "--upscale", type=float, default=2, help="final upsampling scale of the image")
     p.add_argument("--bg_upsampler", "--bg-upsampler", default="realesrgan",
                    help="background upsampler: realesrgan (as the official CLI: on GPU only, and only "
@@ -43,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suffix", default=None, help="suffix of the restored faces")
     p.add_argument("--only_center_face", "--only-center-face", action="store_true",
                    help="only restore the face nearest the centre")
-    p.add_argument("--aligned", action="store_true", help="inputs are aligned 512x512 faces")
+    p.add_argument("--aligned", action="store_true",
+                   help="inputs are aligned faces (resized to the model's input size: 512x512, 256x256 for "
+                        "gpen-bfr-256); no detection, no paste")
     p.add_argument("--ext", default="auto", choices=("auto", "jpg", "png"),
                    help="output image extension; auto keeps the input's")
     p.add_argument("-w", "--weight", type=float, default=0.5,
@@ -59,10 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--half", action="store_true",
                    help="face network in half precision: fp16 on CUDA, bf16 on CPUs that have it (OpenVINO "
-                        "or PyTorch; differs from fp32 by a few grey levels)")
+                        "or PyTorch; a CPU without bf16 runs fp32, with a note); differs from fp32 by a few "
+                        "grey levels")
     p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
                    help="engine the networks run on; auto: the fastest installed (OpenVINO, then onnxruntime "
-                        "on CPU; PyTorch on GPUs and without the extras), same pixels "
+                        "on CPU; PyTorch on GPUs and without the extras). Each network within 1e-4 of "
+                        "PyTorch; whole photos within 1-2 grey levels; torch keeps the official pixels "
                         "(default: $FACERESTORE_BACKEND or auto)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="faces per network call, across the faces of a photo and of consecutive photos "

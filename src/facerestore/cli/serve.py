@@ -13,16 +13,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve the web page and REST API (pip install \"facerestore[serve]\")",
         description="Serve the restoration page at / and the REST API at /v1 (OpenAPI at /docs). "
                     "Binds to 127.0.0.1 unless --host says otherwise: put a reverse proxy with TLS "
-                    "in front before exposing it.",
+                    "in front before exposing it. A request's weight means what `restore -w` means for "
+                    "its model: a blend of restored and input face (GFPGAN, RestoreFormer(++), GPEN), or "
+                    "CodeFormer's fidelity (0 = quality, 1 = fidelity).",
         formatter_class=DefaultsHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--model", action="append", default=None,
-                   help="a face model requests may choose: zoo name or weights file; repeat for several, "
-                        "the first is the default (default: v1.4)%(default).0s")
+                   help="a face model requests may choose: zoo name or weights file (GFPGAN, "
+                        "RestoreFormer(++), CodeFormer, GPEN); repeat for several, the first is the default "
+                        "(default: v1.4)%(default).0s")
     p.add_argument("--accept-license", action="append", default=[], metavar="NAME",
                    help="accept the licence of model NAME: non-commercial (codeformer) or unstated (GPEN) "
-                        "licences are never downloaded without it; also $FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
+                        "licences are never downloaded without it; repeat for several; also "
+                        "$FACERESTORE_ACCEPT_LICENSE=NAME,NAME")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     p.add_argument("--detector", default="auto", help="face detector (as for `facerestore restore`)")
     p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),

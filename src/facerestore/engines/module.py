@@ -188,6 +188,12 @@ def wrap(module: nn.Module, descriptor: ModelDescriptor | None = None, backend: 
     engine = choose_backend(backend, descriptor.purpose, device_type, half)
     if engine == "torch":
         return module
+    if descriptor.takes_fidelity:
+        # CodeFormer: the fidelity weight (and adain) are call arguments that a traced graph would
+        # freeze at their defaults, silently ignoring -w; until they are graph inputs, PyTorch.
+        _note(f"{descriptor.architecture} runs on PyTorch: its fidelity weight is not an input of "
+              f"the {engine} graph", on_note)
+        return module
     if device_type != "cpu":
         _note(f"{descriptor.architecture}: {engine} runs on the CPU here (tensors are copied from {device})", on_note)
     if half and (engine == "onnxruntime" or not cpu_has_bf16()):

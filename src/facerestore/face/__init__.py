@@ -1,1 +1,2 @@
-"""Face detection, landmarks, alignment and paste-back."""
+"""Face detection (RetinaFace, the built-in MTCNN), landmark sanity checks, alignment and
+paste-back, and face tracking across video frames."""

@@ -162,7 +162,10 @@ class Restorer:
     (CUDA) / bf16 (CPU, MPS), up to a few grey levels from fp32, which gives the official pixels;
     ``identity_model``/``min_identity``/``identity_fallback`` score each face with ArcFace and keep
     the input face (or the highest lower weight: 3/4, 1/2, 1/4 of ``weight``) below the threshold;
-    ``det_threshold``, ``min_face`` and ``landmark_check`` decide which detections are faces.
+    ``det_threshold``, ``min_face`` and ``landmark_check`` decide which detections are faces;
+    ``backend`` (default ``$FACERESTORE_BACKEND`` or ``auto``) puts every network on the fastest
+    engine installed (:mod:`facerestore.engines`; each network within 1e-4 of PyTorch), and
+    ``backend="torch"`` keeps the official pixels bit for bit.
     """
 
     # Settings that need no network loaded again: with_options may change them on a copy.
@@ -383,13 +386,15 @@ class Restorer:
         """Restore the faces of one image (BGR as OpenCV reads it; grey, BGRA and 16-bit too).
 
         Returns ``(cropped_faces, restored_faces, restored_img)`` like ``GFPGANer.enhance``:
-        the aligned 512×512 input faces, the restored faces (BGR uint8), and the whole image
-        at ``upscale`` with the faces pasted back, in the input's kind (grey stays grey, alpha
-        is kept and upscaled, 16-bit stays 16-bit); ``None`` when ``has_aligned`` or not
-        ``paste_back``. ``weight`` blends each restored face with its input face (0 = input,
-        1 = fully restored, the official output). ``landmarks``: a list of 5×2 arrays in
-        RetinaFace order; when given, detection is skipped. ``has_aligned``, ``only_center_face``
-        and ``weight`` default to the options' ``aligned``, ``only_center_face`` and ``weight``.
+        the aligned input faces (512×512, or the model's own size), the restored faces (BGR
+        uint8), and the whole image at ``upscale`` with the faces pasted back, in the input's kind
+        (grey stays grey, alpha is kept and upscaled, 16-bit stays 16-bit); ``None`` when
+        ``has_aligned`` or not ``paste_back``. ``weight`` blends each restored face with its input
+        face (0 = input, 1 = fully restored, the official output); for a model that takes a
+        fidelity weight (CodeFormer) it is that weight (0 = quality, 1 = fidelity), with no blend.
+        ``landmarks``: a list of 5×2 arrays in RetinaFace order; when given, detection is skipped.
+        ``has_aligned``, ``only_center_face`` and ``weight`` default to the options' ``aligned``,
+        ``only_center_face`` and ``weight``.
         :meth:`restore` gives the same with a record of each face (box, score, landmarks,
         identity score, weight used).
         """
