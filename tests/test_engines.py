@@ -414,3 +414,13 @@ def test_the_public_names_are_the_lazy_ones():
 
     assert sorted(engines.__all__) == sorted(engines._EXPORTS)
     assert sorted(facerestore.__all__) == sorted([*facerestore._EXPORTS, "__version__"])
+
+
+def test_codeformer_export_is_refused_not_frozen(tmp_path: Path) -> None:
+    from facerestore.archs.codeformer import CodeFormer
+    from facerestore.export.onnx import export_onnx
+
+    with torch.device("meta"):  # refused before any weight is read: no need to allocate them
+        model = CodeFormer(dim_embd=64, n_head=2, n_layers=1, codebook_size=64)
+    with pytest.raises(ValueError, match="fidelity weight"):
+        export_onnx(model, tmp_path / "codeformer.onnx")

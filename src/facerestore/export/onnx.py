@@ -97,6 +97,11 @@ def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None) ->
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # Peak memory: prepacked weight copies and a growing arena took onnxruntime to 1.74x the
+    # PyTorch process (GFPGANv1Clean 512, from the graph cache); without them 1.41x, at the same
+    # speed within noise (1.50 s vs 1.45 s a face, 2 threads, benchmarks/README.md).
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.disable_prepacking", "1")
     source = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
@@ -128,6 +133,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, size: int | None =
     descriptor = describe(model)
     if descriptor.purpose not in EXPORTABLE:
         raise ValueError(f"{descriptor} cannot be exported: only face restoration and upscaling networks")
+    if descriptor.takes_fidelity:
+        # A trace freezes the fidelity weight (and adain) at the example call's values: the graph
+        # would ignore -w and differ from the official output. Refused until w is a graph input.
+        raise ValueError(f"{descriptor.architecture} cannot be exported yet: its fidelity weight w would be "
+                         "frozen in the graph; run it on PyTorch (--backend torch)")
     module = _Exported(copy.deepcopy(model).float().cpu().eval(), _call_for(descriptor))
     x = _example(descriptor, size)
     axes = {0: "batch"} if descriptor.input_size is not None else {0: "batch", 2: "height", 3: "width"}
