@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facerestore.pipeline.options import RestoreOptions
+from facerestore.pipeline.shard import Shard, ShardSummary
 from facerestore.ray.stage import FaceRestore
 from facerestore.ray.storage import Location, is_uri
 
@@ -47,15 +48,9 @@ class RaySettings:
 
 
 @dataclass
-class RayRunSummary:
-    inputs: int = 0
-    skipped_complete: int = 0
-    restored: int = 0
-    faces: int = 0
-    restored_files: list[str] = field(default_factory=list)
-    failed: list[dict[str, str]] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
+class RayRunSummary(ShardSummary):
+    """A static shard's summary (the one ``facerestore summarize`` reads), and where it was written."""
+
     summary_path: str | None = None
 
     @property
@@ -263,14 +258,8 @@ def _count(row: dict, summary: RayRunSummary) -> None:
 def _write_summary(out: Location, summary: RayRunSummary) -> str:
     """The summary as one shard of one (``summary-shard00000-of00001.json``), which
     ``facerestore summarize`` reads beside those of static shards."""
-    import platform
-
-    from facerestore.pipeline.shard import Shard, ShardSummary
-
-    record = ShardSummary(shard="0/1", host=platform.node(), inputs=summary.inputs,
-                          skipped_complete=summary.skipped_complete, restored=summary.restored,
-                          faces=summary.faces, restored_files=summary.restored_files, failed=summary.failed,
-                          interrupted=summary.interrupted, seconds=summary.seconds)
-    data = asdict(record)
+    summary.finished_at = time.time()
+    data = asdict(summary)
+    del data["summary_path"]  # not a shard summary's key
     data["engine"] = "ray"
     return out.write_bytes(Shard().summary_name, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
