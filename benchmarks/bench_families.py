@@ -23,6 +23,7 @@ so a run at ``--runs 3`` takes about 2-4 minutes on 2 idle cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib
 import json
@@ -83,6 +84,9 @@ def bench_family(families: Any, name: str, args: argparse.Namespace, folder: Pat
     del ckpt
     ours = facerestore.load_model(path)
     sides = {"official": lambda: call(name, official, x), "ours": lambda: call(name, ours, x)}
+    for backend in args.backends:  # the same file on an engine (CodeFormer stays on PyTorch, with a note)
+        engine = facerestore.load_model(path, backend=backend)
+        sides[f"ours {backend}"] = functools.partial(call, name, engine, x)
     result = {"input": list(x.shape), "class": type(ours).__name__, "runs": args.runs,
               "sides": time_sides(sides, 1, args.warmup, args.runs)}
     path.unlink()
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="families.py's weight seed")
     ap.add_argument("--reference", default=bf.DEFAULT_REFERENCE, help="folder with the kit's families.py")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--backend", dest="backends", action="append", default=[],
+                    choices=("onnxruntime", "openvino"), help="also time ours on this engine (repeatable)")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in FAMILIES]
