@@ -27,17 +27,18 @@ _PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
 
 # What `auto` tries on a CPU, fastest first, per kind of network. Measured, fp32, 2 threads,
-# interleaved (benchmarks/README.md "Engines"): on this project's 2-vCPU Xeon (AVX-512, AMX),
-# GFPGANv1Clean ran on OpenVINO 2.44x the official PyTorch forward, on onnxruntime 1.69x (CPU
-# time); on issue 15's Zen 4 OpenVINO ran GFPGANv1Clean 2.0x and ParseNet 2.4x, onnxruntime 1.8x
-# and 2.1x, while on RetinaFace R50 onnxruntime led (1.72x vs 1.63x). RRDBNet and ArcFace are not
-# measured apart yet and follow the convolution-heavy restorers. PyTorch is last: the exact
-# reference, never the fastest on CPU. On CUDA `auto` is PyTorch (cuDNN); no GPU was lent to
-# this project, so neither ONNX engine has been measured there.
+# interleaved, quiet (benchmarks/README.md "Engines"), on this project's 2-vCPU Xeon (AVX-512,
+# AMX), x the official PyTorch forward, OpenVINO / onnxruntime: GFPGANv1Clean 1.70 / 1.28,
+# ParseNet 2.37 / 1.96, RetinaFace R50 1.65 / 1.43, RRDBNet x2 1.37 / 1.24. On issue 15's Zen 4
+# onnxruntime led on RetinaFace R50 alone (1.72x vs 1.63x, 5 %), where here it trails by 16 %:
+# one order for every kind, OpenVINO first. ArcFace is not measured apart and follows the
+# convolution-heavy networks. PyTorch is last: the exact reference, never the fastest on CPU.
+# On CUDA `auto` is PyTorch (cuDNN); no GPU was lent to this project, so neither ONNX engine has
+# been measured there.
 _CPU_ORDER: dict[Purpose, tuple[str, ...]] = {
     Purpose.FACE_RESTORATION: ("openvino", "onnxruntime", "torch"),
     Purpose.FACE_PARSING: ("openvino", "onnxruntime", "torch"),
-    Purpose.FACE_DETECTION: ("onnxruntime", "openvino", "torch"),
+    Purpose.FACE_DETECTION: ("openvino", "onnxruntime", "torch"),
     Purpose.UPSCALING: ("openvino", "onnxruntime", "torch"),
     Purpose.IDENTITY: ("openvino", "onnxruntime", "torch"),
 }
