@@ -33,6 +33,18 @@ def tiny_checkpoint(tmp_path_factory, request) -> Path:
 
 
 @pytest.fixture
+def offline_zoo(tmp_path, monkeypatch) -> Path:
+    """No downloads, and an empty model cache: a test sees only the weights it writes itself.
+    Modules use it with ``pytestmark = pytest.mark.usefixtures("offline_zoo")``."""
+    from facerestore.models import zoo
+
+    cache = tmp_path / "empty-cache"
+    monkeypatch.setenv(zoo.CACHE_ENV, str(cache))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+    return cache
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """The real test photos; tests using them skip where the folder is absent."""
     if not SHARED_DATA.is_dir():

@@ -14,11 +14,7 @@ import torch
 from facerestore import cli
 from facerestore.models import zoo
 
-
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+pytestmark = pytest.mark.usefixtures("offline_zoo")  # no downloads, an empty model cache
 
 
 def _restore(inp: Path, out: Path, ckpt: Path, *extra: str) -> int:

@@ -14,7 +14,7 @@ from facerestore.archs.arcface import ResNetArcFace
 from facerestore.archs.gfpgan import GFPGANv1Clean
 from facerestore.archs.parsenet import ParseNet
 from facerestore.archs.rrdbnet import RRDBNet
-from facerestore.models import CheckpointError, Purpose, load, zoo
+from facerestore.models import CheckpointError, Purpose, load
 from facerestore.pipeline import batch
 from facerestore.pipeline.options import OptionsError, RestoreOptions
 from facerestore.pipeline.restorer import Restorer, landmark_batch
@@ -44,10 +44,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+pytestmark = pytest.mark.usefixtures("offline_zoo")  # no downloads, an empty model cache
 
 
 def _photo(path: Path, size=(160, 200)) -> Path:

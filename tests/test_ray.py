@@ -15,7 +15,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the extra `ray` is not installed")
 # Ray Data's own context warns about its deprecated settings when a dataset first runs.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"), pytest.mark.usefixtures("offline_zoo")]
+TINY_FACE_SIZE = 64  # conftest's tiny_checkpoint at the serve tests' size: 64-px crops
 pytest.importorskip("ray.data")
 
 import facerestore  # noqa: E402
@@ -25,7 +26,7 @@ from facerestore.pipeline.options import RestoreOptions  # noqa: E402
 from facerestore.ray import FaceRestore, RaySettings, run_ray  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_support import small_face_photo, write_tiny_checkpoint  # noqa: E402
+from serve_support import small_face_photo  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "photos"  # optional
 MODEL_FLAGS = ["--detector", "mtcnn", "--parser", "none", "--bg_upsampler", "none", "--identity-model", "none",
@@ -47,15 +48,6 @@ def cluster(tmp_path_factory):
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
 
 
 def _options(checkpoint: Path, **changes) -> RestoreOptions:
@@ -140,12 +132,12 @@ def _journal(out: Path) -> list[str]:
 # ----------------------------------------------------------------------------- no cluster needed
 
 
-def test_the_stage_turns_bytes_into_the_cli_files_with_errors_per_row(checkpoint, tmp_path):
+def test_the_stage_turns_bytes_into_the_cli_files_with_errors_per_row(tiny_checkpoint, tmp_path):
     paths = _photos(tmp_path / "in", 2)
     out = tmp_path / "cli"
-    assert cli.main(["restore", "-i", str(tmp_path / "in"), "-o", str(out), "--model", str(checkpoint),
+    assert cli.main(["restore", "-i", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_checkpoint),
                      *MODEL_FLAGS]) == 0
-    stage = FaceRestore(_options(checkpoint))
+    stage = FaceRestore(_options(tiny_checkpoint))
     batch = {"path": ["s3://bucket/broken.jpg"] + [f"s3://bucket/{p.name}" for p in paths],
              "bytes": [b"\xff\xd8 not really a jpeg"] + [p.read_bytes() for p in paths]}
     rows = stage(batch).to_pylist()
@@ -208,7 +200,7 @@ def test_engine_ray_without_ray_installed_says_what_to_install(monkeypatch, tmp_
 # ----------------------------------------------------------------------------- on the local cluster
 
 
-def test_engine_ray_writes_the_same_bytes_as_the_single_process_cli(cluster, checkpoint, tmp_path):
+def test_engine_ray_writes_the_same_bytes_as_the_single_process_cli(cluster, tiny_checkpoint, tmp_path):
     inp = tmp_path / "in"
     _photos(inp, 1)
     if PHOTOS.is_dir():  # a real photo, so that faces are found, restored and pasted
@@ -217,7 +209,7 @@ def test_engine_ray_writes_the_same_bytes_as_the_single_process_cli(cluster, che
     cv2.imwrite(str(inp / "grey.png"), grey)
     rgba = np.random.default_rng(2).integers(0, 256, (30, 36, 4), dtype=np.uint8)
     cv2.imwrite(str(inp / "rgba.png"), rgba)
-    common = ["restore", "-i", str(inp), "--model", str(checkpoint), *MODEL_FLAGS]
+    common = ["restore", "-i", str(inp), "--model", str(tiny_checkpoint), *MODEL_FLAGS]
     assert cli.main([*common, "-o", str(tmp_path / "local")]) == 0
     assert cli.main([*common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--actors", "1"]) == 0
     local, on_ray = _tree(tmp_path / "local"), _tree(tmp_path / "ray")
@@ -229,11 +221,11 @@ def test_engine_ray_writes_the_same_bytes_as_the_single_process_cli(cluster, che
     assert (summary["inputs"], summary["restored"], summary["failed"]) == (count, count, [])
 
 
-def test_a_corrupt_file_is_recorded_and_the_others_are_done(cluster, checkpoint, tmp_path, capsys):
+def test_a_corrupt_file_is_recorded_and_the_others_are_done(cluster, tiny_checkpoint, tmp_path, capsys):
     inp, out = tmp_path / "in", tmp_path / "out"
     _photos(inp, 3)
     (inp / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    code = cli.main(["restore", "-i", str(inp), "-o", str(out), "--model", str(checkpoint), *MODEL_FLAGS,
+    code = cli.main(["restore", "-i", str(inp), "-o", str(out), "--model", str(tiny_checkpoint), *MODEL_FLAGS,
                      "--engine", "ray"])
     assert code == 1
     assert sorted(p.name for p in (out / "restored_imgs").iterdir()) == ["p00.png", "p01.png", "p02.png"]
@@ -245,10 +237,10 @@ def test_a_corrupt_file_is_recorded_and_the_others_are_done(cluster, checkpoint,
 
 
 def test_a_worker_killed_while_writing_has_its_batch_retried_nothing_half_written_or_twice(
-        cluster, checkpoint, tmp_path):
+        cluster, tiny_checkpoint, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     paths = _photos(inp, 4)
-    summary = run_ray([str(p) for p in paths], out, _options(checkpoint),
+    summary = run_ray([str(p) for p in paths], out, _options(tiny_checkpoint),
                       RaySettings(actors=1, files_per_batch=4), stage=DiesWhileWriting)
     assert (tmp_path / "died-once").exists(), "the worker was killed"
     assert (summary.restored, summary.failed) == (4, [])
@@ -260,7 +252,7 @@ def test_a_worker_killed_while_writing_has_its_batch_retried_nothing_half_writte
     assert _journal(out) == [p.name for p in paths]
 
 
-def test_an_interrupted_driver_started_again_restores_only_what_is_missing(cluster, checkpoint, tmp_path):
+def test_an_interrupted_driver_started_again_restores_only_what_is_missing(cluster, tiny_checkpoint, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     paths = [str(p) for p in _photos(inp, 6)]
     settings = RaySettings(actors=1, files_per_batch=1)
@@ -268,13 +260,13 @@ def test_an_interrupted_driver_started_again_restores_only_what_is_missing(clust
     def interrupt(row, summary):
         raise KeyboardInterrupt
 
-    first = run_ray(paths, out, _options(checkpoint), settings, stage=SlowJournalStage, on_row=interrupt)
+    first = run_ray(paths, out, _options(tiny_checkpoint), settings, stage=SlowJournalStage, on_row=interrupt)
     assert first.interrupted and first.restored == 1
     saved = json.loads((out / "summary-shard00000-of00001.json").read_text())
     assert saved["interrupted"] is True
     done_first = set(_journal(out))
     assert 1 <= len(done_first) < 6
-    second = run_ray(paths, out, _options(checkpoint), settings, stage=JournalStage)
+    second = run_ray(paths, out, _options(tiny_checkpoint), settings, stage=JournalStage)
     assert not second.interrupted and second.failed == []
     assert second.skipped_complete == len(done_first)
     assert second.restored == 6 - len(done_first)
@@ -290,10 +282,10 @@ class AlwaysDiesOnP01(FaceRestore):
         return super().restore_row(path, data, stem)
 
 
-def test_a_file_that_keeps_killing_its_worker_is_recorded_lost_and_the_run_ends(cluster, checkpoint, tmp_path):
+def test_a_file_that_keeps_killing_its_worker_is_recorded_lost_and_the_run_ends(cluster, tiny_checkpoint, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     paths = [str(p) for p in _photos(inp, 4)]  # batches [p00, p01], [p02, p03]
-    summary = run_ray(paths, out, _options(checkpoint), RaySettings(actors=1, files_per_batch=2, task_retries=1),
+    summary = run_ray(paths, out, _options(tiny_checkpoint), RaySettings(actors=1, files_per_batch=2, task_retries=1),
                       stage=AlwaysDiesOnP01)
     # The batch of p01 is dropped after 2 tries; p00, written by its first try, still counts.
     assert [f["file"] for f in summary.failed] == [str(inp / "p01.png")]

@@ -29,10 +29,7 @@ def checkpoint(tmp_path_factory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("weights"))
 
 
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+pytestmark = pytest.mark.usefixtures("offline_zoo")  # no downloads, an empty model cache
 
 
 @pytest.fixture(scope="module")

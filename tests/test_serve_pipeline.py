@@ -19,16 +19,10 @@ with warnings.catch_warnings():  # Starlette >= 1.x prefers httpx2 and says so; 
     from fastapi.testclient import TestClient  # noqa: E402
 
 from facerestore.archs.rrdbnet import RRDBNet  # noqa: E402
-from facerestore.models import zoo  # noqa: E402
 from facerestore.pipeline.batch import run_batch  # noqa: E402
 from facerestore.pipeline.options import RestoreOptions  # noqa: E402
 from facerestore.serve import create_app  # noqa: E402
-from serve_support import png_bytes, serve_config, small_face_photo, write_tiny_checkpoint  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights"))
+from serve_support import png_bytes, serve_config, small_face_photo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +34,8 @@ def esrgan(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+pytestmark = pytest.mark.usefixtures("offline_zoo")  # no downloads, an empty model cache
+TINY_FACE_SIZE = 64  # conftest's tiny_checkpoint at the serve tests' size: 64-px crops
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +54,12 @@ def _client(config) -> TestClient:
 # ------------------------------------------------------------------ one road
 
 
-def test_api_and_batch_give_the_same_faces_and_bytes(checkpoint, face_jpg, tmp_path):
+def test_api_and_batch_give_the_same_faces_and_bytes(tiny_checkpoint, face_jpg, tmp_path):
     # Non-default detector settings and colour match: the service ignored all three before.
     settings = dict(min_face=30, det_threshold=0.9, color_match=True)
     photo = tmp_path / "blake.jpg"
     photo.write_bytes(face_jpg)
-    options = RestoreOptions(model=str(checkpoint), detector="mtcnn", parser=None, allow_download=False,
+    options = RestoreOptions(model=str(tiny_checkpoint), detector="mtcnn", parser=None, allow_download=False,
                              bg_upsampler=None, upscale=2, weight=0.7, ext="png", save_faces=False,
                              report=tmp_path / "report.json", **settings)
     summary = run_batch([photo], tmp_path / "out", options)
@@ -75,7 +67,7 @@ def test_api_and_batch_give_the_same_faces_and_bytes(checkpoint, face_jpg, tmp_p
     batch_bytes = (tmp_path / "out" / "restored_imgs" / "blake.png").read_bytes()
     batch_faces = json.loads((tmp_path / "report.json").read_text())["files"][0]["faces"]
 
-    with _client(serve_config(checkpoint, **settings)) as client:
+    with _client(serve_config(tiny_checkpoint, **settings)) as client:
         fields = {"upscale": "2", "weight": "0.7", "format": "png"}
         files = {"image": ("blake.jpg", face_jpg, "image/jpeg")}
         image = client.post("/v1/restore", files=files, data=fields)
@@ -91,17 +83,17 @@ def test_api_and_batch_give_the_same_faces_and_bytes(checkpoint, face_jpg, tmp_p
     assert body["faces"] == 2 and [b["box"] for b in body["boxes"]] == [f["box"] for f in api_faces]
 
 
-def test_min_face_applies_to_requests(checkpoint, face_jpg):
-    with _client(serve_config(checkpoint, min_face=10_000)) as client:
+def test_min_face_applies_to_requests(tiny_checkpoint, face_jpg):
+    with _client(serve_config(tiny_checkpoint, min_face=10_000)) as client:
         r = client.post("/v1/restore", files={"image": ("blake.jpg", face_jpg, "image/jpeg")}, data={})
     assert r.status_code == 200 and r.headers["x-faces"] == "0"
 
 
-def test_serve_takes_the_restoration_flags(checkpoint):
+def test_serve_takes_the_restoration_flags(tiny_checkpoint):
     from facerestore.cli import build_parser
     from facerestore.cli.serve import config_from_args
 
-    args = build_parser().parse_args(["serve", "--model", str(checkpoint), "--min-face", "30", "--det-threshold",
+    args = build_parser().parse_args(["serve", "--model", str(tiny_checkpoint), "--min-face", "30", "--det-threshold",
                                       "0.9", "--color-match", "--no-landmark-check", "--parser", "none"])
     config = config_from_args(args).validate()
     restore = config.restore
@@ -125,11 +117,11 @@ def no_listening(monkeypatch):
 
 
 @pytest.mark.parametrize("bad", ["missing", "esrgan"])
-def test_every_model_is_checked_at_start(checkpoint, esrgan, tmp_path, capsys, no_listening, bad):
+def test_every_model_is_checked_at_start(tiny_checkpoint, esrgan, tmp_path, capsys, no_listening, bad):
     from facerestore import cli
 
     second = str(tmp_path / "missing.pth") if bad == "missing" else str(esrgan)
-    code = cli.main(["serve", "--model", str(checkpoint), "--model", second, "--detector", "mtcnn",
+    code = cli.main(["serve", "--model", str(tiny_checkpoint), "--model", second, "--detector", "mtcnn",
                      "--parser", "none", "--no-download", "--port", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "--model" in err and Path(second).name in err
@@ -137,17 +129,18 @@ def test_every_model_is_checked_at_start(checkpoint, esrgan, tmp_path, capsys, n
         assert "RRDBNet" in err and "GFPGAN" in err
 
 
-def test_a_bg_upsampler_of_the_wrong_kind_is_refused_at_start(checkpoint, capsys, no_listening):
+def test_a_bg_upsampler_of_the_wrong_kind_is_refused_at_start(tiny_checkpoint, capsys, no_listening):
     from facerestore import cli
 
-    code = cli.main(["serve", "--model", str(checkpoint), "--bg_upsampler", str(checkpoint), "--detector", "mtcnn",
-                     "--parser", "none", "--no-download", "--port", "1"])
+    code = cli.main(["serve", "--model", str(tiny_checkpoint), "--bg_upsampler", str(tiny_checkpoint),
+                     "--detector", "mtcnn", "--parser", "none", "--no-download", "--port", "1"])
     assert code == 2 and "--bg_upsampler" in capsys.readouterr().err
 
 
-def test_no_response_holds_a_server_path(checkpoint, esrgan, tmp_path):
+def test_no_response_holds_a_server_path(tiny_checkpoint, esrgan, tmp_path):
     missing = tmp_path / "secret-folder" / "missing.pth"
-    config = serve_config(checkpoint).replace(parser="parsenet", models=[str(checkpoint), str(missing), str(esrgan)])
+    models = [str(tiny_checkpoint), str(missing), str(esrgan)]
+    config = serve_config(tiny_checkpoint).replace(parser="parsenet", models=models)
     with _client(config) as client:
         texts = []
         for model in ("missing", "tiny_esrgan"):
@@ -163,15 +156,15 @@ def test_no_response_holds_a_server_path(checkpoint, esrgan, tmp_path):
         assert client.post("/v1/restore", files={"image": ("a.png", png_bytes(), "image/png")}).status_code == 503
         texts.append(client.get("/readyz").text)
     for text in texts:
-        for secret in (str(tmp_path), str(Path(checkpoint).parent), "empty-cache", "Known names"):
+        for secret in (str(tmp_path), str(Path(tiny_checkpoint).parent), "empty-cache", "Known names"):
             assert secret not in text, text
 
 
 # ------------------------------------------------------------------ the query
 
 
-def test_query_options_other_than_output_are_refused(checkpoint):
-    with _client(serve_config(checkpoint)) as client:
+def test_query_options_other_than_output_are_refused(tiny_checkpoint):
+    with _client(serve_config(tiny_checkpoint)) as client:
         files = {"image": ("a.png", png_bytes(40, 30), "image/png")}
         r = client.post("/v1/restore?upscale=3&weight=1", files=files)
         assert r.status_code == 400 and "upscale, weight" in r.json()["detail"] and r.json()["field"] == "upscale"
