@@ -9,7 +9,6 @@ graph differs from PyTorch by more than the tolerance) runs on PyTorch, with a w
 """
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -211,8 +210,3 @@ def wrap(module: nn.Module, descriptor: ModelDescriptor | None = None, backend: 
     # Notes of later calls (a size the graph refuses) are warnings: they come after the caller's
     # start-up notes were read.
     return EngineModule(module, descriptor, runner, spec)
-
-
-def default_backend() -> str:
-    """``$FACERESTORE_BACKEND`` or ``auto``."""
-    return os.environ.get("FACERESTORE_BACKEND", "auto")

@@ -230,17 +230,19 @@ class Restorer:
             from ..archs.retinaface import RetinaFace
             from ..engines import wrap
 
-            self.net = wrap(self.net, self.descriptor, backend, self.device, half=half, on_note=self.notes.append)
+            def put(net: nn.Module, descriptor: Any = None, half: bool = False) -> nn.Module:
+                return wrap(net, descriptor, backend, self.device, half=half, on_note=self.notes.append)
+
+            self.net = put(self.net, self.descriptor, half)
             if self.parser is not None:
-                self.parser = wrap(self.parser, None, backend, self.device, on_note=self.notes.append)
+                self.parser = put(self.parser)
             if self.upsampler is not None and isinstance(self.upsampler.model, nn.Module):
-                self.upsampler.model = wrap(self.upsampler.model, None, backend, self.device, on_note=self.notes.append)
+                self.upsampler.model = put(self.upsampler.model)
             detector_net = getattr(self.detector, "net", None)  # RetinaFace detectors hold one; MTCNN's stay
             if isinstance(detector_net, RetinaFace):
-                setattr(self.detector, "net", wrap(detector_net, None, backend, self.device,  # noqa: B010
-                                                   on_note=self.notes.append))
+                setattr(self.detector, "net", put(detector_net))  # noqa: B010
             if self.identity is not None:
-                self.identity.net = wrap(self.identity.net, None, backend, self.device, on_note=self.notes.append)
+                self.identity.net = put(self.identity.net)
         from ..engines.module import EngineModule
 
         if isinstance(self.net, EngineModule):
