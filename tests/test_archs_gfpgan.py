@@ -278,6 +278,31 @@ def test_modulated_conv_batch_form_equals_one_sample_form(kwargs, train, monkeyp
     torch.testing.assert_close(batch, singles, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kwargs", [dict(equalized=False), dict(equalized=True, sample_mode="upsample"),
+                                    dict(equalized=False, sample_mode="upsample", demodulate=False),
+                                    dict(equalized=True, sample_mode="upsample", resample_kernel=(1, 3, 3, 1))])
+def test_folded_weight_norms_are_the_same_function(kwargs):
+    # the engines' form (demodulation from the stored weights' norms, one product) against the
+    # official per-sample weights: equal to float64 rounding, off by default, not used in training
+    conv = randomized(ModulatedConv2d(8, 4, 3, 16, **kwargs)).double().eval()
+    assert ModulatedConv2d.fold_weight_norms is False
+    x = torch.randn(1, 8, 6, 6, dtype=torch.float64)
+    style = torch.randn(1, 16, dtype=torch.float64) * 3
+    with torch.no_grad():
+        official = conv(x, style)
+        conv.fold_weight_norms = True
+        folded = conv(x, style)
+        conv.train()._folded_weight = None  # training keeps the official order: never called there
+        conv(x, style)
+        del conv._folded_weight
+    assert official.abs().max() > 0.1
+    torch.testing.assert_close(folded, official, atol=1e-12, rtol=1e-12)
+    with torch.no_grad():
+        conv.eval()
+        conv.weight.mul_(1.01)  # the folded form reads the weights on every call, not a stale copy
+        torch.testing.assert_close(conv(x, style), conv.train()(x, style), atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("cls", GFPGANS)
 def test_channels_last_is_opt_in_and_close(cls):
     # NHWC on CPU is faster but sums in another order: off by default (official pixels), close when on

@@ -75,6 +75,16 @@ def test_gfpgan_stored_and_fresh_noise(cls, engine, tmp_path: Path) -> None:
         with torch.inference_mode():
             image, rgbs = wrapped(x, randomize_noise=False)
         assert len(rgbs) > 0 and _diff(want[0], image) == 0
+    if cls is GFPGANv1Clean:  # one face per call: the decoder's weight norms are folded constants
+        import onnx
+
+        graph = onnx.load(next(tmp_path.glob("*.onnx"))).graph
+        varying = {i.name for i in graph.input}  # what depends on the face or the noise
+        for node in graph.node:  # nodes are stored in topological order
+            if varying & set(node.input):
+                varying |= set(node.output)
+                assert node.op_type not in ("ReduceSum", "Pow"), f"{node.name}: a sum over modulated weights"
+        assert not model.stylegan_decoder.style_conv1.modulated_conv.fold_weight_norms  # the copy was switched
 
 
 def _tiny_parsenet():

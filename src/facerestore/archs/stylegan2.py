@@ -158,6 +158,14 @@ class ModulatedConv2d(nn.Module):
     named ``blur`` and its kernel is in the state dict (basicsr: ``smooth``, not stored).
     """
 
+    # The graph engines (facerestore.engines) trace the one-sample path with this switched on:
+    # the demodulation comes from the stored weights' squared sums over the kernel (a constant the
+    # exporter folds) and the style, instead of from a sum over the modulated weights, and style and
+    # demodulation scale the weights in one product. The same function with fewer passes over the
+    # weights (5 % of a GFPGANv1Clean forward on OpenVINO); it rounds differently (~1e-6), so the
+    # PyTorch path keeps the official order and its official 8-bit pixels.
+    fold_weight_norms = False
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
                  demodulate: bool = True, sample_mode: str | None = None, eps: float = 1e-8, *,
                  equalized: bool = True, resample_kernel: Sequence[float] | None = None,
@@ -192,6 +200,8 @@ class ModulatedConv2d(nn.Module):
         """
         b, c = x.shape[:2]
         s = self.modulation(style)  # (B, Cin)
+        if b == 1 and self.fold_weight_norms and not self.training:
+            return self._conv(x, self._folded_weight(s).to(x.dtype))
         if b == 1:
             weight = self._modulated_weight(s).to(x.dtype)
             return self._conv(x, weight)
@@ -218,6 +228,18 @@ class ModulatedConv2d(nn.Module):
             # pow saved the modulated weights for its backward: in place only without autograd
             weight = mul_into(weight, demod)
         return weight.view(-1, *weight.shape[2:])
+
+    def _folded_weight(self, s: Tensor) -> Tensor:
+        """One sample's weights, ``w * s * demod`` with ``demod = rsqrt(s**2 @ sum_k(w**2) + eps)``
+        (``fold_weight_norms``): (Cout, Cin, k, k), in fp32 whatever the dtype."""
+        weight = wide(self.weight[0])  # (Cout, Cin, k, k)
+        if self.weight_gain != 1.0:
+            weight = self.weight_gain * weight
+        s = wide(s).view(1, -1)  # (1, Cin)
+        if not self.demodulate:
+            return weight * s[:, :, None, None]
+        demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + self.eps)  # (1, Cout)
+        return weight * (demod.view(-1, 1) * s)[:, :, None, None]
 
     def _conv(self, x: Tensor, weight: Tensor, groups: int = 1) -> Tensor:
         """Resample (per ``sample_mode`` / ``resample_kernel``) and convolve with

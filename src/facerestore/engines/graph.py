@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..archs.stylegan2 import ModulatedConv2d
 from ..models.descriptor import ModelDescriptor, Purpose
 
 __all__ = ["GraphSpec", "export_graph", "graph_spec", "noise_inputs", "GRAPH_FORMAT"]
 
-GRAPH_FORMAT = 2  # bump when the exported form changes: old cache entries are then ignored
+GRAPH_FORMAT = 3  # bump when the exported form changes: old cache entries are then ignored
 OPSET = 17
 
 
@@ -154,6 +155,9 @@ def graph_spec(module: nn.Module, descriptor: ModelDescriptor) -> GraphSpec:
 def traceable(module: nn.Module, descriptor: ModelDescriptor, spec: GraphSpec) -> nn.Module:
     """An fp32 CPU copy of ``module`` whose forward takes the spec's inputs, for export and checks."""
     model = copy.deepcopy(module).float().cpu().eval()
+    for layer in model.modules():
+        if isinstance(layer, ModulatedConv2d):
+            layer.fold_weight_norms = True  # constant weight norms: fewer passes per call (see there)
     if "noise0" in spec.input_names:
         return _WithNoiseInputs(model, lambda m, x: m(x, return_rgb=False, randomize_noise=False)[0]).eval()
     return _Call(model, spec.call).eval()  # eval: a wrapper in training mode would put BatchNorm back there
