@@ -23,7 +23,10 @@ each side once, in rotating order, so load from other processes hits all sides a
 * ``ours+compile``      (``--compile``) ``torch.compile(ours)``.
 
 Columns: median seconds per face, faces/s, ``x official`` and ``x peer`` (median official or peer
-time over this side's: > 1 means this side is faster), ``cpu`` (the same ratio against the
+time over this side's: > 1 means this side is faster), ``%peak`` (the forward's floating-point
+operations per second, counted by ``torch.utils.flop_counter`` on one face, as a share of what a
+large fp32 matrix product reaches on this machine with the same threads, measured in the same
+run: how much a faster fp32 runtime could still gain), ``cpu`` (the same ratio against the
 official side in process CPU time; OpenVINO's worker threads may not all count here), ``peak MiB``
 (resident memory the forward adds at its peak, from Linux's VmHWM, reset before one untimed call
 per side), ``max abs diff`` to the official output and ``mean vs ours`` (mean abs diff to ours on
@@ -147,6 +150,34 @@ def peak_extra_mib(fn: Side) -> float | None:
         return None
 
 
+# ----------------------------------------------------------------------------- the roofline
+def flops_per_face(case: bf.Case, ours: nn.Module, x: Tensor) -> float | None:
+    """Floating-point operations of one face's forward (a multiply-add counts two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            case.forward(ours, x[:1])
+    except Exception:  # an op the counter cannot follow: no column rather than no benchmark
+        return None
+    return float(counter.get_total_flops()) or None
+
+
+def matmul_flops_per_s(threads: int, n: int = 4096, runs: int = 5) -> float:
+    """What a large fp32 matrix product reaches here: the practical fp32 peak of these threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(runs))
+    return 2 * n**3 / best
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 # ----------------------------------------------------------------------------- timing
 def time_sides(sides: dict[str, Side], batch: int, warmup: int, runs: int) -> dict[str, dict[str, Any]]:
     stats: dict[str, dict[str, Any]] = {k: {"times_s": [], "cpu_s": []} for k in sides}
@@ -229,15 +260,16 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
         compiled = torch.compile(ours)
         sides["ours+compile"] = lambda: case.forward(compiled, x)[0]
     result = {"input": list(x.shape), "batch": case.batch, "runs": args.runs, "notes": notes,
+              "flops_per_face": flops_per_face(case, ours, x),
               "sides": time_sides(sides, case.batch, args.warmup, args.runs)}
     tmp.cleanup()
     return result  # the caller collects: the models go with this frame (the timed closures hold them)
 
 
 # ----------------------------------------------------------------------------- report
-def print_table(results: dict[str, dict[str, Any]]) -> None:
-    header = (f"{'case':<16}{'side':<18}{'s/face':>8}{'faces/s':>9}{'x official':>11}{'x peer':>7}{'cpu':>6}"
-              f"{'peak MiB':>10}{'max abs diff':>13}{'mean vs ours':>13}")
+def print_table(results: dict[str, dict[str, Any]], matmul_flops: float | None = None) -> None:
+    header = (f"{'case':<16}{'side':<18}{'s/face':>8}{'faces/s':>9}{'x official':>11}{'x peer':>7}{'%peak':>6}"
+              f"{'cpu':>6}{'peak MiB':>10}{'max abs diff':>13}{'mean vs ours':>13}")
     print(header)
     print("-" * len(header))
 
@@ -257,10 +289,15 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             x_off = off["median_s"] / s["median_s"] if off else None
             x_peer = peer["median_s"] / s["median_s"] if peer else None
             cpu = off["cpu_median_s"] / s["cpu_median_s"] if off else None
+            flops = r.get("flops_per_face")
+            peak = 100 * flops / s["median_s"] / matmul_flops if flops and matmul_flops else None
             label = name if i == 0 else ""
             print(f"{label:<16}{side:<18}{s['median_s']:>8.3f}{s['faces_per_s']:>9.3f}{fmt(x_off, '.2f'):>11}"
-                  f"{fmt(x_peer, '.2f'):>7}{fmt(cpu, '.2f'):>6}{fmt(s.get('peak_extra_mib'), '.0f'):>10}"
+                  f"{fmt(x_peer, '.2f'):>7}{fmt(peak, '.0f'):>6}{fmt(cpu, '.2f'):>6}"
+                  f"{fmt(s.get('peak_extra_mib'), '.0f'):>10}"
                   f"{fmt(s.get('max_abs_diff'), '.2e'):>13}{fmt(s.get('vs_ours_mean_abs'), '.1e'):>13}")
+        if r.get("flops_per_face"):
+            print(f"{'':<16}{r['flops_per_face'] / 1e9:.1f} GFLOP per face")
         if r["batch"] > 1:
             print(f"{'':<16}per face: ours one batch of {r['batch']}; the official graph {r['batch']} single calls")
         for note in r["notes"]:
@@ -318,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {summary}", flush=True)
 
     info["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
+    info["matmul_gflops"] = round(matmul_flops_per_s(args.threads) / 1e9, 1)
     print()
-    print_table(results)
+    print_table(results, info["matmul_gflops"] * 1e9)
     print(f"(median of {args.runs} interleaved rounds; x official / x peer (the faster official graph) > 1: "
-          f"this side is faster; mean vs ours: mean abs diff to ours on PyTorch; "
+          f"this side is faster; %peak: of the {info['matmul_gflops']:.0f} GFLOP/s a 4096^2 fp32 matmul reaches "
+          f"here; mean vs ours: mean abs diff to ours on PyTorch; "
           f"load average {info['loadavg_1m']} -> {info['loadavg_1m_end']})")
     if args.json:
         Path(args.json).write_text(json.dumps({"bench": "speed", "machine": info, "results": results}, indent=1))

@@ -29,8 +29,10 @@ import torch
 TOLERANCE = 1e-4
 # On an engine, the networks whose outputs are images in [-1, 1] or [0, 1] (and ArcFace's
 # embedding) are held to 1e-4 absolute; RetinaFace and ParseNet, whose raw outputs reach tens,
-# to 1e-4 of their range (what the engine layer checks before it caches a graph). On PyTorch
-# every network is held to 1e-4 absolute.
+# to 1e-4 of their range (what the engine layer checks before it caches a graph), and the line
+# says how far the official float32 output itself is from float64 arithmetic: RetinaFace R50's
+# is 1.9e-4 (2026-12-02), so 1e-4 absolute asks more than float32 gives. On PyTorch every
+# network is held to 1e-4 absolute.
 EXACT_ON_ENGINES = ("GFPGANv1Clean", "GFPGANv1", "GFPGANBilinear", "RestoreFormer", "RRDBNet_x2plus",
                     "RRDBNet_x4plus", "ResNetArcFace", "StyleGAN2Discriminator", "FacialComponentDiscriminator")
 
@@ -64,6 +66,17 @@ def _calls(case: str, model, inputs):
     return {"out": model(inputs)}
 
 
+def float32_error(case: str, golden: Path, inputs, expected: dict) -> float:
+    """How far the official float32 output itself is from the same function in float64 (our
+    PyTorch module, the official arithmetic): the floor that any other summation order meets."""
+    from facerestore import load_model
+
+    exact = load_model(golden / case / "ckpt.pth", backend="torch").double()
+    with torch.inference_mode():
+        got = _calls(case, exact, inputs.double())
+    return max((got[k] - v.double()).abs().max().item() for k, v in expected.items() if k in got)
+
+
 def check_models(golden: Path, manifest: dict, backend: str) -> float:
     from facerestore import load_model
 
@@ -82,8 +95,11 @@ def check_models(golden: Path, manifest: dict, backend: str) -> float:
         case_max = max(diffs.values())
         judged = case_max if backend == "torch" or case in EXACT_ON_ENGINES else max(scaled.values())
         worst = max(worst, judged)
+        floor = ""
+        if backend != "torch" and case not in EXACT_ON_ENGINES:
+            floor = f"  (official float32 vs float64: {float32_error(case, golden, inputs, expected):.3g})"
         print(f"{case:30} {type(model).__name__:28} max abs diff {case_max:.3g}  scaled {max(scaled.values()):.3g}"
-              + (f"  (not compared: {missing})" if missing else ""))
+              + floor + (f"  (not compared: {missing})" if missing else ""))
     return worst
 
 
