@@ -149,6 +149,32 @@ def test_the_stage_turns_bytes_into_the_cli_files_with_errors_per_row(tiny_check
         assert (row["width"], row["height"], row["faces"]) == (40, 32, 0)
 
 
+def test_a_batch_past_its_tries_is_not_restored_again_and_its_unfinished_photos_are_lost(tiny_checkpoint, tmp_path):
+    paths = _photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    (out / "restored_imgs").mkdir(parents=True)
+    (out / "restored_imgs" / "p00.png").write_bytes(b"written by an earlier try")
+
+    class GivenUp:  # what BatchAttempts answers for a batch whose workers died on every try
+        finished = []
+
+        def start(self, batch_paths):
+            return False
+
+        def finish(self, batch_paths):
+            self.finished.append(batch_paths)
+
+        def lost_error(self, path):
+            return f"{path}: lost"
+
+    attempts = GivenUp()
+    stage = FaceRestore(_options(tiny_checkpoint), output=out, batch_attempts=attempts)
+    rows = stage({"path": [str(p) for p in paths]}).to_pylist()
+    assert [(r["status"], r["error"]) for r in rows] == [("complete", None), ("failed", f"{paths[1]}: lost")]
+    assert attempts.finished == [[str(p) for p in paths]]
+    assert sorted(p.name for p in (out / "restored_imgs").iterdir()) == ["p00.png"]  # nothing restored
+
+
 def test_a_file_system_location_writes_whole_files_in_order_and_lists_them(tmp_path):
     from pyarrow import fs as pafs
 

@@ -143,7 +143,8 @@ class BatchAttempts:
 
     @classmethod
     def create(cls, ray, tries: int) -> BatchAttempts:
-        return cls(ray.remote(num_cpus=0)(_AttemptCounter).remote(), tries)
+        # Restarted if its node goes (its counts start again: the bound only loosens).
+        return cls(ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_AttemptCounter).remote(), tries)
 
     @staticmethod
     def key(paths: list[str]) -> str:
