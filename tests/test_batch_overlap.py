@@ -71,6 +71,31 @@ def test_a_failed_write_is_reported_for_its_file_and_the_batch_goes_on(tmp_path,
     assert list((tmp_path / "out").rglob("p3*"))
 
 
+def test_a_run_removes_the_stale_temporary_files_a_killed_run_left_and_nothing_else(tmp_path):
+    import os
+    import time
+
+    from facerestore.io.atomic import temporary_path
+
+    files = _inputs(tmp_path / "in")[:1]
+    out = tmp_path / "out"
+    (out / "restored_imgs").mkdir(parents=True)
+    stale = [temporary_path(out / "restored_imgs" / "p0.png"), temporary_path(out / "restored_faces" / "p0_00.png")]
+    live = temporary_path(out / "restored_imgs" / "p9.png")  # another shard writing now
+    kept = [out / "restored_imgs" / ".keep", out / ".hidden", out / "restored_imgs" / ".p0.png.notours.tmp"]
+    for path in [*stale, live, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    hour_ago = time.time() - 3600
+    for path in [*stale, *kept]:
+        os.utime(path, (hour_ago, hour_ago))
+    summary, _ = _run(files, out, overlap=True)
+    assert [r.ok for r in summary.results] == [True]
+    assert not any(p.exists() for p in stale)
+    assert live.exists() and all(p.exists() for p in kept)
+    assert any("removed 2 temporary file(s)" in n for n in summary.notes)
+
+
 def test_faces_of_several_files_go_through_the_network_together(tmp_path):
     """batch_size > 1 (a GPU): files are restored in groups, their faces in shared batches; the
     outputs are those of one file at a time, and a bad file in a group fails alone."""

@@ -127,6 +127,7 @@ def test_cache_is_reused_and_damage_is_rebuilt(engine, tmp_path: Path) -> None:
     _, notes = _wrap(model, engine, root)
     assert any("exported" in n for n in notes)
     (graph,) = root.glob("*.onnx")
+    assert not list(root.glob("*.lock")), "the build lock is not left beside the graphs"
     assert engine in graph.name and engines.weights_sha256(model)[:20] in graph.name
     record = json.loads(graph.with_suffix(".json").read_text())
     assert record["engine"] == engine and record["bytes"] == graph.stat().st_size
@@ -176,6 +177,9 @@ def test_two_processes_build_one_graph(engine, tmp_path: Path) -> None:
     assert lines[0][2] == lines[1][2]
     assert len(list(root.glob("*.onnx"))) == 1 and len(list(root.glob("*.json"))) == 1
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary left
+    # The build lock both waited on is kept, in locks/: beside the graphs only graphs and sidecars.
+    assert sorted(p.suffix for p in root.iterdir() if p.is_file()) == [".json", ".onnx"]
+    assert [p.name for p in (root / "locks").iterdir()] == [next(root.glob("*.onnx")).stem + ".lock"]
 
 
 def test_auto_without_extras_is_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

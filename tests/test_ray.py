@@ -149,6 +149,32 @@ def test_the_stage_turns_bytes_into_the_cli_files_with_errors_per_row(tiny_check
         assert (row["width"], row["height"], row["faces"]) == (40, 32, 0)
 
 
+def test_a_batch_past_its_tries_is_not_restored_again_and_its_unfinished_photos_are_lost(tiny_checkpoint, tmp_path):
+    paths = _photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    (out / "restored_imgs").mkdir(parents=True)
+    (out / "restored_imgs" / "p00.png").write_bytes(b"written by an earlier try")
+
+    class GivenUp:  # what BatchAttempts answers for a batch whose workers died on every try
+        finished = []
+
+        def start(self, batch_paths):
+            return False
+
+        def finish(self, batch_paths):
+            self.finished.append(batch_paths)
+
+        def lost_error(self, path):
+            return f"{path}: lost"
+
+    attempts = GivenUp()
+    stage = FaceRestore(_options(tiny_checkpoint), output=out, batch_attempts=attempts)
+    rows = stage({"path": [str(p) for p in paths]}).to_pylist()
+    assert [(r["status"], r["error"]) for r in rows] == [("complete", None), ("failed", f"{paths[1]}: lost")]
+    assert attempts.finished == [[str(p) for p in paths]]
+    assert sorted(p.name for p in (out / "restored_imgs").iterdir()) == ["p00.png"]  # nothing restored
+
+
 def test_a_file_system_location_writes_whole_files_in_order_and_lists_them(tmp_path):
     from pyarrow import fs as pafs
 
@@ -180,6 +206,32 @@ def test_inputs_from_a_list_file_and_only_incomplete_ones_pending(tmp_path):
     (out / "restored_imgs" / "c.png").write_bytes(b"done")  # c.jpg's result as PNG also counts
     pending = pending_inputs(inputs, Location(out), RestoreOptions(), stems)
     assert pending == ["/abs/b.png", str(tmp_path / "sub" / "a.png")]
+
+
+def test_the_pool_takes_only_the_remote_arguments_ray_names(tmp_path):
+    """Ray 2.60 deprecates every other remote argument of map_batches (``**ray_remote_args``,
+    ``ray_remote_args_fn``: gone in Ray 2.64); the bound on retries is ours (BatchAttempts)."""
+    import inspect
+
+    from ray.data import Dataset
+
+    from facerestore.ray.driver import BatchAttempts, _map_batches
+    from facerestore.ray.storage import Location
+
+    parameters = inspect.signature(Dataset.map_batches).parameters
+    named = {n for n, p in parameters.items() if p.kind is not p.VAR_KEYWORD} - {"self", "ray_remote_args_fn"}
+
+    class Recorded:
+        def map_batches(self, fn, **kwargs):
+            self.kwargs = kwargs
+            return self
+
+    attempts = BatchAttempts(counter=None, tries=4)
+    for actors in (2, (1, 3)):
+        ds = _map_batches(Recorded(), FaceRestore, RestoreOptions(), Location(tmp_path), RaySettings(actors=actors),
+                          attempts)
+        assert set(ds.kwargs) <= named, set(ds.kwargs) - named
+        assert ds.kwargs["fn_constructor_kwargs"]["batch_attempts"] is attempts
 
 
 def test_importing_the_stage_does_not_import_ray():
@@ -238,16 +290,36 @@ def test_a_corrupt_file_is_recorded_and_the_others_are_done(cluster, tiny_checkp
 
 def test_a_worker_killed_while_writing_has_its_batch_retried_nothing_half_written_or_twice(
         cluster, tiny_checkpoint, tmp_path):
+    import time
+    import warnings
+
     inp, out = tmp_path / "in", tmp_path / "out"
     paths = _photos(inp, 4)
-    summary = run_ray([str(p) for p in paths], out, _options(tiny_checkpoint),
-                      RaySettings(actors=1, files_per_batch=4), stage=DiesWhileWriting)
+    # An earlier run's killed write (an hour old), and hidden files that are not our temporaries.
+    stale = out / "restored_imgs" / ".p03.png.0123456789ab.tmp"
+    kept = [out / ".hidden", out / "restored_imgs" / ".p03.png.tmp"]
+    for path in [stale, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_ray([str(p) for p in paths], out, _options(tiny_checkpoint),
+                          RaySettings(actors=1, files_per_batch=4), stage=DiesWhileWriting, on_note=notes.append)
+    deprecated = [str(w.message) for w in caught if "ray_remote_args" in str(w.message)
+                  or "max_restarts" in str(w.message) or "max_task_retries" in str(w.message)]
+    assert deprecated == []
     assert (tmp_path / "died-once").exists(), "the worker was killed"
     assert (summary.restored, summary.failed) == (4, [])
     visible = sorted(p.name for p in (out / "restored_imgs").iterdir() if not p.name.startswith("."))
     assert visible == [p.name for p in paths]
-    # The crash left p01's staged file under a hidden temporary name, never under its own.
-    assert [p.name for p in (out / "restored_imgs").glob(".p01.png.*.tmp")]
+    # The crash left p01's staged file under a hidden temporary name, never under its own; the
+    # driver removed it once the run was over, and the stale one at the start.
+    assert list(out.rglob(".*.tmp")) == [kept[1]]
+    assert not stale.exists() and all(p.exists() for p in kept)
+    removals = [n.split()[1] for n in notes if n.startswith("removed ")]
+    assert removals == ["1", "1"], notes  # the stale one at the start, p01's at the end
     # p00 was written before the crash (same batch as p01) and found complete by the retry, not redone.
     assert _journal(out) == [p.name for p in paths]
 
@@ -289,6 +361,6 @@ def test_a_file_that_keeps_killing_its_worker_is_recorded_lost_and_the_run_ends(
                       stage=AlwaysDiesOnP01)
     # The batch of p01 is dropped after 2 tries; p00, written by its first try, still counts.
     assert [f["file"] for f in summary.failed] == [str(inp / "p01.png")]
-    assert "lost" in summary.failed[0]["error"]
+    assert "lost: the workers restoring its batch died 2 times" in summary.failed[0]["error"]
     assert summary.restored == 3
     assert sorted(p.name for p in (out / "restored_imgs").glob("p*.png")) == ["p00.png", "p02.png", "p03.png"]

@@ -4,8 +4,11 @@ An entry is ``<architecture>-<weights sha256>-<engine>-<engine version>-fr<facer
 the ONNX file and a sidecar (``.json``) holding the file's sha256, written after the file, both
 atomically (:mod:`facerestore.io.atomic`). An entry is used only when the sidecar exists and the
 file's sha256 matches it, so a truncated, altered or half-written graph is rebuilt, never run.
-Building takes a per-entry lock (``fcntl.flock``), so two processes starting at once build one
-file: the second waits, then finds the first's entry. OpenVINO's compiled models are cached beside
+Building takes a per-entry lock (``fcntl.flock`` on ``locks/<key>.lock``), so two processes
+starting at once build one file: the second waits, then finds the first's entry. The lock files
+stay in ``locks/`` (deleting a lock file that another process waits on would let a third take a
+new one at the same path while the second still holds the old), so the graphs' folder holds
+only graphs and sidecars. OpenVINO's compiled models are cached beside
 the graphs (``openvino/``), which saves its compilation at each start.
 
 The folder: ``$FACERESTORE_GRAPH_CACHE``, else ``graphs/`` in the model cache
@@ -75,7 +78,9 @@ class GraphEntry:
 
     @property
     def lock_path(self) -> Path:
-        return self.path.with_suffix(".lock")
+        """The build lock: in ``locks/`` beside the graphs, kept (never deleted) so that every
+        process locks the same file."""
+        return self.path.parent / "locks" / f"{self.key}.lock"
 
     def valid(self) -> bool:
         """The graph is whole and unchanged: its sha256 is the one recorded when it was written."""
@@ -120,6 +125,7 @@ def graph_lock(entry: GraphEntry) -> Iterator[None]:
     except ImportError:  # Windows: the atomic rename still leaves one whole file
         yield
         return
+    entry.lock_path.parent.mkdir(exist_ok=True)
     with open(entry.lock_path, "a+b") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["StagedFiles", "atomic_path", "atomic_write_bytes", "atomic_write_text", "temporary_path"]
+__all__ = ["StagedFiles", "atomic_path", "atomic_write_bytes", "atomic_write_text", "is_temporary_name",
+           "remove_stale_temporaries", "temporary_path"]
+
+# temporary_path's names with the default suffix: "." + up to 32 characters of the target's
+# name + "." + 12 hex digits + ".tmp". Nothing else is ever taken for one of ours.
+_TEMPORARY_NAME = re.compile(r"\.(.{1,32})\.[0-9a-f]{12}\.tmp", re.DOTALL)
 
 
 def temporary_path(target: Path, suffix: str = ".tmp") -> Path:
@@ -24,6 +31,39 @@ def temporary_path(target: Path, suffix: str = ".tmp") -> Path:
     Hidden so that folder listings (``list_images``) skip it; short enough for any name limit.
     """
     return target.with_name(f".{target.name[:32]}.{secrets.token_hex(6)}{suffix}")
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is one of :func:`temporary_path`'s (default suffix) names."""
+    return _TEMPORARY_NAME.fullmatch(name) is not None
+
+
+def remove_stale_temporaries(folders: Iterable[str | os.PathLike], older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporary files a killed writer left directly in ``folders`` (only names of
+    :func:`temporary_path`'s form, only plain files, not followed into sub-folders), those last
+    modified at least ``older_than_s`` seconds ago; returns what was removed.
+
+    A live writer's temporary file exists for the seconds its group takes to write: with a
+    margin of minutes, a run can clean a folder that other processes (static shards) are
+    writing to. Missing folders and files removed meanwhile are skipped.
+    """
+    cutoff = time.time() - older_than_s
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if not is_temporary_name(entry.name):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 def fsync_dir(folder: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic import StagedFiles
+from ..io.atomic import StagedFiles, remove_stale_temporaries
 from ..io.images import (
     ImageReadError,
     ImageWriteError,
@@ -40,6 +40,9 @@ from .options import OptionsError, RestoreOptions
 from .results import BatchSummary, FileResult
 
 OUTPUT_FOLDERS = ("cropped_faces", "restored_faces", "cmp", "restored_imgs")
+# A temporary file this old in an output folder is a killed writer's: a live one exists only for
+# the seconds one photo's group takes to write, even when other shards write to the same folder.
+STALE_TEMPORARY_AGE_S = 600.0
 
 NoteCallback = Callable[[str], None]
 
@@ -87,6 +90,13 @@ def output_paths(stem: str, n_faces: int, options: RestoreOptions, ext: str, out
 
 
 # --------------------------------------------------------------------------- one file
+
+
+def remove_stale_temporaries_in(out_dir: Path, older_than_s: float = STALE_TEMPORARY_AGE_S) -> list[Path]:
+    """Remove the hidden temporary files (``.NAME.HEX.tmp``, :mod:`facerestore.io.atomic`'s
+    names only) that a killed writer left in ``out_dir`` and its layout's folders, those older
+    than ``older_than_s`` seconds; returns what was removed. Other files, hidden or not, stay."""
+    return remove_stale_temporaries([out_dir, *(out_dir / name for name in OUTPUT_FOLDERS)], older_than_s)
 
 
 def check_output_size(path: Path, options: RestoreOptions) -> None:
@@ -382,6 +392,9 @@ def run_batch(files: list[Path], out_dir: Path, options: RestoreOptions, *, rest
 
     check_no_clash(files, out_dir)
     check_output_folder(out_dir)
+    stale = remove_stale_temporaries_in(out_dir)
+    if stale:
+        note(f"removed {len(stale)} temporary file(s) that an interrupted run left in {out_dir}")
     protected = {p.resolve() for p in files}
     stems = stems if stems is not None else output_stems(files, note)
     if not files:

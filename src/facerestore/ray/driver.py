@@ -6,15 +6,19 @@ stages that write the official layout themselves, atomically per photo. The driv
 receives one small record per photo: it counts, reports progress, and writes the summary that
 ``facerestore summarize`` reads (``summary-shard00000-of00001.json``).
 
-Faults: an actor that dies is restarted and its batch retried (Ray's ``max_restarts`` /
-``max_task_retries``); photos the dead attempt had finished are found complete and not written
-again. A batch that keeps killing its workers is dropped after ``task_retries`` tries and its
-photos are recorded as failed, so one poison file cannot stall the run. A file that cannot be
-read or restored is a failed row, the others go on. Ctrl-C stops the run; started again, only
+Faults: an actor that dies is restarted and its batch retried (Ray Data's default for an actor
+pool: actors restarted and their tasks retried without end); photos the dead attempt had
+finished are found complete and not written again. A batch that keeps killing its workers is
+given up after ``task_retries`` retries (:class:`BatchAttempts`, a counter the actors share) and
+its photos without results are recorded as failed, so one poison file cannot stall the run.
+The temporary files of killed writes are removed once the run has finished. A file that cannot
+be read or restored is a failed row, the others go on. Ctrl-C stops the run; started again, only
 what is missing is done.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import time
@@ -28,7 +32,7 @@ from facerestore.pipeline.shard import Shard, ShardSummary
 from facerestore.ray.stage import FaceRestore
 from facerestore.ray.storage import Location, is_uri
 
-__all__ = ["RaySettings", "RayRunSummary", "list_inputs", "run_ray"]
+__all__ = ["BatchAttempts", "RaySettings", "RayRunSummary", "list_inputs", "run_ray"]
 
 
 @dataclass
@@ -43,7 +47,7 @@ class RaySettings:
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
     files_per_batch: int = 4
-    task_retries: int = 3
+    task_retries: int = 3  # a batch whose worker died is retried this many times, then given up
     init_kwargs: dict = field(default_factory=dict)  # extra ray.init arguments (a local cluster's size)
 
 
@@ -109,9 +113,59 @@ def pending_inputs(inputs: list[str], out: Location, options: RestoreOptions, st
     return [p for p in inputs if not any(there(m) for m in completion_markers(PurePosixPath(p), options, stems[p]))]
 
 
-def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settings: RaySettings):
-    import warnings
+class _AttemptCounter:
+    """A Ray actor (no CPU): how many times each batch now in flight was started."""
 
+    def __init__(self) -> None:
+        self.started: dict[str, int] = {}
+
+    def start(self, key: str) -> int:
+        self.started[key] = self.started.get(key, 0) + 1
+        return self.started[key]
+
+    def finish(self, key: str) -> None:
+        self.started.pop(key, None)
+
+
+@dataclass(frozen=True)
+class BatchAttempts:
+    """Bounds the tries at a batch whose worker keeps dying.
+
+    Ray Data restarts a dead actor and runs its batch again without end (passing
+    ``max_task_retries`` to ``map_batches`` is deprecated since Ray 2.60, and no named argument
+    replaces it), so each stage asks a counter actor, shared by the pool, when a batch starts:
+    past ``tries`` starts, the stage does not restore it again but records its photos as lost.
+    Picklable (it holds the counter's handle), so it travels to the actors.
+    """
+
+    counter: Any  # the handle of an _AttemptCounter actor
+    tries: int
+
+    @classmethod
+    def create(cls, ray, tries: int) -> BatchAttempts:
+        # Restarted if its node goes (its counts start again: the bound only loosens).
+        return cls(ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_AttemptCounter).remote(), tries)
+
+    @staticmethod
+    def key(paths: list[str]) -> str:
+        return hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape")).hexdigest()
+
+    def start(self, paths: list[str]) -> bool:
+        """Count a start of this batch; False when it has had its tries (give it up)."""
+        import ray
+
+        started: int = ray.get(self.counter.start.remote(self.key(paths)))  # pyright: ignore[reportAssignmentType]
+        return started <= self.tries
+
+    def finish(self, paths: list[str]) -> None:
+        self.counter.finish.remote(self.key(paths))  # no wait: the count only matters while it runs
+
+    def lost_error(self, path: str) -> str:
+        return f"{path}: lost: the workers restoring its batch died {self.tries} times"
+
+
+def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settings: RaySettings,
+                 attempts: BatchAttempts | None):
     from ray.data import ActorPoolStrategy
 
     pool = settings.actors
@@ -122,15 +176,12 @@ def _map_batches(ds, stage: type, options: RestoreOptions, out: Location, settin
         compute = ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1)
     else:
         compute = ActorPoolStrategy(min_size=pool[0], max_size=pool[1], max_tasks_in_flight_per_actor=1)
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates passing max_restarts/max_task_retries here (its default is to retry
-        # without end); we keep a bound so that a file that kills its worker cannot stall the run.
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        return ds.map_batches(stage, fn_constructor_kwargs=dict(options=options, output=out),
-                              batch_size=settings.files_per_batch, batch_format="pyarrow",
-                              compute=compute, num_cpus=settings.cpus_per_actor,
-                              num_gpus=settings.gpus_per_actor or None,
-                              max_restarts=-1, max_task_retries=settings.task_retries)
+    # No Ray remote arguments beyond the named ones (Ray 2.60 deprecates the others): Ray Data's
+    # defaults restart a dead actor and retry its batch, BatchAttempts bounds the retries.
+    return ds.map_batches(stage, fn_constructor_kwargs=dict(options=options, output=out, batch_attempts=attempts),
+                          batch_size=settings.files_per_batch, batch_format="pyarrow",
+                          compute=compute, num_cpus=settings.cpus_per_actor,
+                          num_gpus=settings.gpus_per_actor or None)
 
 
 def run_ray(inputs: list[str], output: str | os.PathLike | Location, options: RestoreOptions, settings: RaySettings,
@@ -153,6 +204,7 @@ def run_ray(inputs: list[str], output: str | os.PathLike | Location, options: Re
 
         check_no_clash([Path(p) for p in inputs if not is_uri(p)], out.path)
     out.check_writable()
+    _remove_stale_temporaries(out, on_note)  # a killed worker's, from an earlier run
     stems = stems if stems is not None else output_stems(inputs, on_note)
     summary = RayRunSummary(inputs=len(inputs))
     start = time.perf_counter()
@@ -168,9 +220,28 @@ def run_ray(inputs: list[str], output: str | os.PathLike | Location, options: Re
         finally:
             if started_here:
                 ray.shutdown()
+        if not summary.interrupted:  # the pool has stopped: what a worker that died was writing is stale
+            _remove_stale_temporaries(out, on_note, older_than_s=0.0)
     summary.seconds = time.perf_counter() - start
     summary.summary_path = _write_summary(out, summary)
     return summary
+
+
+def _remove_stale_temporaries(out: Location, on_note: Callable[[str], None] | None,
+                              older_than_s: float | None = None) -> None:
+    """Remove the hidden ``.NAME.HEX.tmp`` files that killed workers left in a local output folder
+    (only those names, see :func:`facerestore.pipeline.batch.remove_stale_temporaries_in`). At the
+    start, only those older than a live write can be; at the end of a run that finished, every one,
+    since its workers have stopped (a Ray run is its output folder's only writer). Elsewhere than
+    a local folder, object stores have no temporary files and other file systems keep theirs."""
+    if out.remote:
+        return
+    from facerestore.pipeline.batch import STALE_TEMPORARY_AGE_S, remove_stale_temporaries_in
+
+    age = STALE_TEMPORARY_AGE_S if older_than_s is None else older_than_s
+    removed = remove_stale_temporaries_in(out.path, age)
+    if removed and on_note is not None:
+        on_note(f"removed {len(removed)} temporary file(s) that an interrupted run or a killed worker left in {out}")
 
 
 def _init_defaults(settings: RaySettings) -> dict:
@@ -193,6 +264,7 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
     context.enable_progress_bars, context.max_errored_blocks = False, -1
     seen: set[str] = set()
     cpus_free_before = ray.available_resources().get("CPU", 0.0)
+    attempts = BatchAttempts.create(ray, settings.task_retries + 1)
     try:
         # Blocks of whole batches, enough for every actor to have work, few enough to keep the
         # driver's bookkeeping small on a million photos.
@@ -200,7 +272,7 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
         batches = -(-len(todo) // settings.files_per_batch)
         blocks = max(1, min(len(todo), max(batches, 2 * pool) if batches < 10_000 else 10_000))
         ds = ray.data.from_items([{"path": p, "stem": stems[p]} for p in todo], override_num_blocks=blocks)
-        ds = _map_batches(ds, stage, options, out, settings).drop_columns(["output_bytes"])
+        ds = _map_batches(ds, stage, options, out, settings, attempts).drop_columns(["output_bytes"])
         batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
         try:
             for batch in batches:
@@ -223,7 +295,10 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
             _wait_for_release(ray, cpus_free_before)
     finally:
         context.enable_progress_bars, context.max_errored_blocks = saved
+        with contextlib.suppress(Exception):  # a lost cluster: nothing left to stop
+            ray.kill(attempts.counter)
     if not summary.interrupted:
+        # A batch whose task failed without an answer (the stage reports those it gives up).
         lost = [path for path in todo if path not in seen]
         # A dropped batch's photos that an attempt finished before its worker died are done.
         still_missing = set(pending_inputs(lost, out, options, stems))
@@ -231,8 +306,8 @@ def _stream(ray, todo: list[str], out: Location, options: RestoreOptions, settin
             if path not in still_missing:
                 _count({"path": path, "status": "complete", "faces": 0}, summary)
             else:
-                summary.failed.append({"file": path, "error": f"{path}: lost: the workers restoring its batch "
-                                                              f"died {settings.task_retries + 1} times"})
+                summary.failed.append({"file": path, "error": f"{path}: lost: its batch failed on the cluster "
+                                                              "(Ray's log says why)"})
 
 
 def _wait_for_release(ray, cpus_free_before: float, timeout: float = 30.0) -> None:

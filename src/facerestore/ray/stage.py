@@ -3,7 +3,7 @@ per-file work on each row, errors per row.
 
 >>> ds = ray.data.read_binary_files("s3://bucket/photos", include_paths=True)
 >>> ds = ds.map_batches(FaceRestore, fn_constructor_kwargs={"options": RestoreOptions(device="cuda")},
-...                     batch_size=8, num_gpus=1, concurrency=4)
+...                     batch_size=8, num_gpus=1, compute=ray.data.ActorPoolStrategy(size=4))
 >>> ds.write_parquet("s3://bucket/restored")  # or FaceRestore(..., output="s3://bucket/out") writes files
 
 Nothing here imports Ray: the class is a plain callable, so it can be tested, and used, without a cluster.
@@ -152,10 +152,13 @@ class FaceRestore:
     ``output``: a folder or URI to write the official layout to, atomically per photo; then rows
     whose results are already complete there are not redone (``status`` ``complete``), and the
     returned rows hold names, not bytes.
+    ``batch_attempts``: what bounds the tries at a batch whose worker keeps dying (the driver's
+    :class:`~facerestore.ray.driver.BatchAttempts`): a batch past its tries is not restored
+    again, its photos are ``complete`` when an earlier try wrote them, else ``failed`` (lost).
     """
 
     def __init__(self, options: RestoreOptions | None = None, *, output: str | os.PathLike | Location | None = None,
-                 **overrides: Any) -> None:
+                 batch_attempts: Any = None, **overrides: Any) -> None:
         from facerestore.pipeline.restorer import Restorer
 
         options = (options or RestoreOptions()).replace(**overrides).validate()
@@ -165,6 +168,7 @@ class FaceRestore:
             self.restorer = Restorer(options)
         self.notes = [str(w.message) for w in caught]  # model choices, as the CLI prints them
         self.output = output if output is None or isinstance(output, Location) else Location(output)
+        self.batch_attempts = batch_attempts
         self._scratch = _scratch_folder()
 
     def __del__(self) -> None:
@@ -177,7 +181,13 @@ class FaceRestore:
         paths = [str(p) for p in columns["path"]]
         contents = columns.get("bytes") or [None] * len(paths)
         stems = columns.get("stem") or [PurePosixPath(p).stem for p in paths]
-        rows = [self.restore_row(p, d, s) for p, d, s in zip(paths, contents, stems, strict=True)]
+        attempts = self.batch_attempts
+        if attempts is not None and not attempts.start(paths):  # its workers died on every try
+            rows = [self.lost_row(p, s, attempts.lost_error(p)) for p, s in zip(paths, stems, strict=True)]
+        else:
+            rows = [self.restore_row(p, d, s) for p, d, s in zip(paths, contents, stems, strict=True)]
+        if attempts is not None:
+            attempts.finish(paths)
         return pa.table({
             "path": pa.array([r.path for r in rows], pa.string()),
             "status": pa.array([r.status for r in rows], pa.string()),
@@ -211,6 +221,12 @@ class FaceRestore:
                                                                   f"{self.output} ({exc})", seconds=row.seconds)
             row.output_bytes = []
         return row
+
+    def lost_row(self, path: str, stem: str | None, error: str) -> RowResult:
+        """A photo of a batch given up: ``complete`` when an earlier try wrote its results."""
+        if self.output is not None and self.is_complete(path, stem or PurePosixPath(path).stem):
+            return RowResult(path, status="complete")
+        return RowResult(path, status="failed", error=error)
 
     def is_complete(self, path: str, stem: str) -> bool:
         from facerestore.pipeline.shard import completion_markers
