@@ -8,6 +8,7 @@ official forward returned. This script loads every file with ``facerestore.load_
 (architecture detected from the weights), makes the official call and prints the max abs difference.
 
     python benchmarks/check_families.py /tmp/families        # exit 1 if any diff is over 1e-4
+    python benchmarks/check_families.py /tmp/families --backend auto   # the same on the engines
 
 A check for developers, not a test: tests/test_official_families.py pins the same behaviour with
 small fixtures, without the kit.
@@ -36,15 +37,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path, help="what families.py wrote")
     ap.add_argument("--only", default=",".join(FILES), help="comma-separated: " + ",".join(FILES))
+    ap.add_argument("--backend", default="torch", choices=("torch", "auto", "onnxruntime", "openvino"),
+                    help="engine of every network (default torch: the exact reference path)")
     args = ap.parse_args()
     import facerestore
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     worst = 0.0
-    print(f"{'file':22} {'class':24} {'setting':8} {'max abs diff':>12} {'seconds':>8}")
+    print(f"{'file':22} {'class':24} {'engine':12} {'setting':8} {'max abs diff':>12} {'seconds':>8}")
     for name in args.only.split(","):
         path = args.folder / FILES[name]
-        model = facerestore.load_model(path)
+        model = facerestore.load_model(path, backend=args.backend)
         ref = torch.load(args.folder / f"{name}.outputs.pt", weights_only=True)
         for setting, want in ref["out"].items():
             start = time.perf_counter()
@@ -52,7 +55,8 @@ def main() -> int:
                 got = official_call(name, model, ref["x"], setting)
             diff = (got - want).abs().max().item()
             worst = max(worst, diff)
-            print(f"{path.name:22} {type(model).__name__:24} {setting:8} {diff:12.3g} "
+            print(f"{path.name:22} {type(model).__name__:24} {getattr(model, 'engine', 'torch'):12} {setting:8} "
+                  f"{diff:12.3g} "
                   f"{time.perf_counter() - start:8.1f}")
     print(f"worst {worst:.3g} ({'within' if worst <= TOLERANCE else 'OVER'} {TOLERANCE})")
     return 0 if worst <= TOLERANCE else 1

@@ -216,6 +216,22 @@ def test_auto_order() -> None:
     assert picked == next(e for e in engines.auto_order(Purpose.FACE_PARSING) if engines.engine_available(e))
 
 
+def test_auto_keeps_restoreformerpp_within_the_official_output() -> None:
+    # OpenVINO's RF++ graph is 1.25e-4 from the official forward, onnxruntime's 8.2e-5 (measured):
+    # auto prefers onnxruntime there, OpenVINO for the other face networks
+    from facerestore.archs.restoreformerpp import RestoreFormerPlusPlus
+
+    architecture = describe(RestoreFormerPlusPlus(n_embed=16, embed_dim=8, ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                                                  resolution=32, attn_resolutions=(16,), z_channels=8,
+                                                  double_z=False)).architecture
+    face = Purpose.FACE_RESTORATION
+    assert engines.auto_order(face, architecture=architecture)[0] == "onnxruntime"
+    assert engines.auto_order(face, architecture="GFPGANv1Clean")[0] == "openvino"
+    assert engines.auto_order(face, "cuda", architecture=architecture) == ("torch",)
+    if engines.engine_available("onnxruntime"):
+        assert engines.choose_backend("auto", face, architecture=architecture) == "onnxruntime"
+
+
 def test_a_graph_that_differs_is_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from facerestore.engines import module as engine_module

@@ -42,6 +42,12 @@ _CPU_ORDER: dict[Purpose, tuple[str, ...]] = {
     Purpose.UPSCALING: ("openvino", "onnxruntime", "torch"),
     Purpose.IDENTITY: ("openvino", "onnxruntime", "torch"),
 }
+# Networks whose OpenVINO graph is further from the official output than "same pixels" allows,
+# where onnxruntime is within it at nearly the same speed (benchmarks/README.md "bench_families"):
+# RestoreFormer++ on OpenVINO 1.25e-4 from the official forward at 1.65x, on onnxruntime 8.2e-5 at 1.59x.
+_CPU_ORDER_BY_ARCHITECTURE: dict[str, tuple[str, ...]] = {
+    "RestoreFormerPlusPlus": ("onnxruntime", "openvino", "torch"),
+}
 # --half on a CPU with bf16: OpenVINO's bf16 inference (INFERENCE_PRECISION_HINT=bf16) ran
 # GFPGANv1Clean 4.3x its fp32 and 10.6x the official forward; PyTorch bf16 only 1.3x its fp32.
 _CPU_HALF_ORDER = ("openvino", "torch")
@@ -108,16 +114,21 @@ def cpu_has_bf16() -> bool:
     return False
 
 
-def auto_order(purpose: Purpose, device: str = "cpu", half: bool = False) -> tuple[str, ...]:
-    """The engines ``auto`` tries for this kind of network on this device, fastest first."""
+def auto_order(purpose: Purpose, device: str = "cpu", half: bool = False,
+               architecture: str | None = None) -> tuple[str, ...]:
+    """The engines ``auto`` tries for this kind of network (and this architecture, where one is
+    measured apart) on this device: the fastest that keeps the official output first."""
     if device != "cpu":
         return ("torch",)
     if half:
         return _CPU_HALF_ORDER
+    if architecture in _CPU_ORDER_BY_ARCHITECTURE:
+        return _CPU_ORDER_BY_ARCHITECTURE[architecture]
     return _CPU_ORDER.get(purpose, ("torch",))
 
 
-def choose_backend(backend: str | None, purpose: Purpose, device: str = "cpu", half: bool = False) -> str:
+def choose_backend(backend: str | None, purpose: Purpose, device: str = "cpu", half: bool = False,
+                   architecture: str | None = None) -> str:
     """The engine that runs a network: ``backend`` itself, or for ``auto`` the first installed
     engine of :func:`auto_order` (PyTorch when no extra is installed: never an error)."""
     if backend is None:
@@ -126,7 +137,7 @@ def choose_backend(backend: str | None, purpose: Purpose, device: str = "cpu", h
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return next(name for name in auto_order(purpose, device, half) if engine_available(name))
+        return next(name for name in auto_order(purpose, device, half, architecture) if engine_available(name))
     if not engine_available(backend):
         raise EngineUnavailableError(f"the {backend} backend is not installed: "
                                      f"pip install 'facerestore[{EXTRAS[backend]}]' (or use --backend auto)")

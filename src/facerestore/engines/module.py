@@ -184,7 +184,7 @@ def wrap(module: nn.Module, descriptor: ModelDescriptor | None = None, backend: 
         return module
     descriptor = descriptor or describe(module)
     device_type = torch.device(device).type
-    engine = choose_backend(backend, descriptor.purpose, device_type, half)
+    engine = choose_backend(backend, descriptor.purpose, device_type, half, descriptor.architecture)
     if engine == "torch":
         return module
     if descriptor.takes_fidelity:
