@@ -103,6 +103,9 @@ CASES = [
          ("facerestore.archs.retinaface", "RetinaFace", dict(network_name="mobile0.25"))),
     Case("ParseNet", "ParseNet", (1, 3, 512, 512), -1.0, 1.0, _all,
          ("facerestore.archs.parsenet", "ParseNet", dict(in_size=512, out_size=512, parsing_ch=19))),
+    # the identity score's network (GFPGAN's training loss, `evaluate`'s IDS): grey 128 px faces
+    Case("ResNetArcFace", "ResNetArcFace", (1, 1, 128, 128), -1.0, 1.0, _single,
+         ("facerestore.archs.arcface", "ResNetArcFace", dict(block="IRBlock", layers=(2, 2, 2, 2), use_se=False))),
 ]
 
 
