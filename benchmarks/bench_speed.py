@@ -179,7 +179,12 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 # ----------------------------------------------------------------------------- timing
-def time_sides(sides: dict[str, Side], batch: int, warmup: int, runs: int) -> dict[str, dict[str, Any]]:
+def time_sides(sides: dict[str, Side], batch: int, warmup: int, runs: int,
+               settle_s: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Time every side ``runs`` times, interleaved. ``settle_s``: an untimed pause before each
+    call, so that a side whose threads spin after it returns (onnxruntime's default, which the
+    official graph's side keeps) does not slow the side after it: without it, OpenVINO's ArcFace
+    right after onnxruntime took 27 ms instead of 15 (benchmarks/README.md)."""
     stats: dict[str, dict[str, Any]] = {k: {"times_s": [], "cpu_s": []} for k in sides}
     outputs: dict[str, Tensor] = {}
     names = list(sides)
@@ -194,6 +199,7 @@ def time_sides(sides: dict[str, Side], batch: int, warmup: int, runs: int) -> di
         for round_ in range(runs):
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:  # rotate who goes first
+                time.sleep(settle_s)
                 start, start_cpu = time.perf_counter(), time.process_time()
                 sides[name]()
                 stats[name]["times_s"].append((time.perf_counter() - start) / batch)
@@ -261,7 +267,7 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
         sides["ours+compile"] = lambda: case.forward(compiled, x)[0]
     result = {"input": list(x.shape), "batch": case.batch, "runs": args.runs, "notes": notes,
               "flops_per_face": flops_per_face(case, ours, x),
-              "sides": time_sides(sides, case.batch, args.warmup, args.runs)}
+              "sides": time_sides(sides, case.batch, args.warmup, args.runs, args.settle)}
     tmp.cleanup()
     return result  # the caller collects: the models go with this frame (the timed closures hold them)
 
@@ -309,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="timed interleaved rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per side first")
     ap.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads (default 2)")
+    ap.add_argument("--settle", type=float, default=0.05,
+                    help="untimed pause in seconds before each timed call (default 0.05): spinning threads of the "
+                         "previous side stop first")
     ap.add_argument("--only", default="", help=f"comma-separated cases (default: {','.join(SPEED_CASES)})")
     ap.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false",
                     help="skip the onnxruntime sides (official graph and ours)")
