@@ -102,10 +102,12 @@ def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None) ->
     # speed within noise (1.50 s vs 1.45 s a face, 2 threads, benchmarks/README.md).
     options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.disable_prepacking", "1")
-    # onnxruntime's worker threads spin after each run by default: they kept both cores of a
-    # 2-core machine busy long enough to slow what ran next on them, PyTorch or OpenVINO, up to 3x
-    # (a 3x3 conv 14 -> 44 ms, ArcFace on OpenVINO 16 -> 29 ms), for no gain in its own time
-    # (ArcFace 22 ms either way). The pipeline always runs something else next.
+    # onnxruntime's worker threads spin after each run by default (~24 ms of CPU here): on a
+    # 2-core machine that slowed what ran next on the same cores, PyTorch or OpenVINO, up to 3x
+    # (a 3x3 conv 14 -> 44 ms, ArcFace on OpenVINO 16 -> 29 ms) and takes CPU from a server's
+    # other requests. Without it a run wakes its threads per op: GFPGANv1Clean the same (1.46 s),
+    # small graphs a few ms slower (ArcFace 18.5 -> 23.8 ms, RetinaFace mobile0.25 8.0 -> 12.6).
+    # The pipeline always runs something else next, so the spin costs more than it saves.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     source = path if isinstance(path, bytes) else str(path)
