@@ -28,10 +28,10 @@ EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
 
 # What `auto` tries on a CPU, fastest first, per kind of network. Measured, fp32, 2 threads,
 # interleaved, quiet (benchmarks/README.md "Engines"), on this project's 2-vCPU Xeon (AVX-512,
-# AMX), x the official PyTorch forward, OpenVINO / onnxruntime: GFPGANv1Clean 1.84 / 1.35,
-# ParseNet 2.37 / 1.96, RetinaFace R50 1.69 / 1.49, RRDBNet x2 1.37 / 1.24, ArcFace 1.59 / 1.09
-# (OpenVINO from its model cache, as the pipeline runs it). On issue 15's Zen 4 onnxruntime led
-# on RetinaFace R50 alone (1.72x vs 1.63x, 5 %), where here it trails by 12 %: one order for
+# AMX), x the official PyTorch forward, OpenVINO / onnxruntime: GFPGANv1Clean 1.88 / 1.34,
+# ParseNet 2.37 / 1.96, RetinaFace R50 1.58 / 1.42, RRDBNet x2 1.37 / 1.24, ArcFace 1.79 / 0.94
+# (onnxruntime without spinning threads). On issue 15's Zen 4 onnxruntime led on RetinaFace
+# R50 alone (1.72x vs 1.63x, 5 %), where here it trails by 10 %: one order for
 # every kind, OpenVINO first. PyTorch is last: the exact reference, never the fastest on CPU.
 # On CUDA `auto` is PyTorch (cuDNN); no GPU was lent to this project, so neither ONNX engine has
 # been measured there.
