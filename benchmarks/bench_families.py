@@ -86,7 +86,8 @@ def bench_family(families: Any, name: str, args: argparse.Namespace, folder: Pat
     sides = {"official": lambda: call(name, official, x), "ours": lambda: call(name, ours, x)}
     for backend in args.backends:  # the same file on an engine (CodeFormer stays on PyTorch, with a note)
         engine = facerestore.load_model(path, backend=backend)
-        sides[f"ours {backend}"] = functools.partial(call, name, engine, x)
+        label = f"auto={getattr(engine, 'engine', 'torch')}" if backend == "auto" else backend
+        sides[f"ours {label}"] = functools.partial(call, name, engine, x)
     result = {"input": list(x.shape), "class": type(ours).__name__, "runs": args.runs,
               "sides": time_sides(sides, 1, args.warmup, args.runs)}
     path.unlink()
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", default=bf.DEFAULT_REFERENCE, help="folder with the kit's families.py")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--backend", dest="backends", action="append", default=[],
-                    choices=("onnxruntime", "openvino"), help="also time ours on this engine (repeatable)")
+                    choices=("auto", "onnxruntime", "openvino"),
+                    help="also time ours on this engine, or on what auto picks for it (repeatable)")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in FAMILIES]
