@@ -143,11 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results[name] = bench_family(families, name, args, Path(tmp))
             except (Exception, SystemExit) as exc:  # one family's failure (a missing mirror) does not hide the others
-                results[name] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+                results[name] = {"skipped": bf.one_line(exc)}
             gc.collect()
-            r = results[name]
-            print(f"{name}: " + (r.get("skipped") or ", ".join(f"{k} {v['median_s']:.3f}s"
-                                                              for k, v in r["sides"].items())), flush=True)
+            print(bf.progress_line(name, results[name]), flush=True)
     info["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     print()
     print_table(results)

@@ -109,6 +109,20 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- reporting helpers
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: why a case or a side was skipped."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def progress_line(name: str, result: dict[str, Any]) -> str:
+    """A case's line while the benchmark runs: its skip reason, or each side's median seconds."""
+    if "skipped" in result:
+        return f"{name}: {result['skipped']}"
+    return f"{name}: " + ", ".join(f"{k} {v['median_s']:.3f}s" for k, v in result["sides"].items())
+
+
 # ----------------------------------------------------------------------------- building both sides
 def import_official(reference: str) -> tuple[ModuleType | None, str]:
     """The reference kit's ``official`` module, or None and why not."""
@@ -121,7 +135,7 @@ def import_official(reference: str) -> tuple[ModuleType | None, str]:
         official.import_all()  # fails here (not mid-benchmark) if /tmp/refsrc or a dependency is missing
         return official, ""
     except Exception as exc:  # any failure means: no official side, time ours alone
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None, one_line(exc)
 
 
 def build_pair(case: Case, official: ModuleType | None) -> tuple[nn.Module | None, nn.Module]:
@@ -291,8 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             ref, ours = build_pair(case, official)
         except Exception as exc:  # e.g. an architecture of ours still being written
-            results[name] = {"skipped": f"ours does not build/load: {type(exc).__name__}: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
+            results[name] = {"skipped": f"ours does not build/load: {one_line(exc)}"[:300]}
             print(f"{name}: {results[name]['skipped']}", flush=True)
             if os.environ.get("BENCH_TRACEBACK"):
                 traceback.print_exc()

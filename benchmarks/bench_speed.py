@@ -233,14 +233,14 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
                 for name, fn in peers:
                     sides[name] = fn(case, graph, args.threads)
             except Exception as exc:  # an op the exporter or an engine lacks: say so, time the rest
-                notes.append(f"official graph skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                notes.append(f"official graph skipped: {bf.one_line(exc)[:160]}")
     sides["ours torch"] = lambda: case.forward(ours, x)[0]
     backends = [b for b, wanted in (("onnxruntime", args.onnxruntime), ("openvino", args.openvino)) if wanted]
     for backend in [*backends, "auto"]:
         try:
             side, engine, took = ours_engine(case, ours, x, backend, folder / "graphs")
         except Exception as exc:
-            notes.append(f"ours {backend} skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            notes.append(f"ours {backend} skipped: {bf.one_line(exc)[:160]}")
             continue
         sides[f"ours {backend}"] = side
         notes.append(f"ours {backend}: runs on {engine}; wrap took {took:.1f} s"
@@ -261,7 +261,7 @@ def bench_case(case: bf.Case, official: Any, args: argparse.Namespace) -> dict[s
                 sides["ours auto --half"] = side
                 notes.append(f"ours auto --half: runs on {engine} bf16; wrap took {took:.1f} s")
             except Exception as exc:
-                notes.append(f"ours auto --half skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                notes.append(f"ours auto --half skipped: {bf.one_line(exc)[:160]}")
     if args.compile:
         compiled = torch.compile(ours)
         sides["ours+compile"] = lambda: case.forward(compiled, x)[0]
@@ -357,11 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results[name] = bench_case(by_name[name], official, args)
         except Exception as exc:
-            results[name] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
+            results[name] = {"skipped": bf.one_line(exc)[:300]}
         gc.collect()  # free this case's models before the next one is built
-        r = results[name]
-        summary = r.get("skipped") or ", ".join(f"{k} {v['median_s']:.3f}s" for k, v in r["sides"].items())
-        print(f"{name}: {summary}", flush=True)
+        print(bf.progress_line(name, results[name]), flush=True)
 
     info["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     info["matmul_gflops"] = round(matmul_flops_per_s(args.threads) / 1e9, 1)
