@@ -6,11 +6,24 @@ import contextlib
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+
+
+def fastapi_test_client() -> type:
+    """FastAPI's TestClient; called at a test module's top, it skips the module when the web
+    extra (fastapi, python-multipart, httpx) is not installed."""
+    for module in ("fastapi", "python_multipart", "httpx"):
+        pytest.importorskip(module)
+    with warnings.catch_warnings():  # Starlette >= 1.x prefers httpx2 and says so; httpx works
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient
 
 
 def write_tiny_checkpoint(folder: Path) -> Path:

@@ -4,19 +4,14 @@ from __future__ import annotations
 import base64
 import struct
 import threading
-import warnings
 import zlib
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("python_multipart")
-pytest.importorskip("httpx")
+from serve_support import fastapi_test_client
 
-with warnings.catch_warnings():  # Starlette >= 1.x prefers httpx2 and says so; httpx works
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient  # noqa: E402
+TestClient = fastapi_test_client()
 
 from facerestore.models import zoo  # noqa: E402
 from facerestore.serve import create_app  # noqa: E402

@@ -4,19 +4,14 @@ response holds a server path; query options other than `output` are refused."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-pytest.importorskip("fastapi")
-pytest.importorskip("python_multipart")
-pytest.importorskip("httpx")
+from serve_support import fastapi_test_client
 
-with warnings.catch_warnings():  # Starlette >= 1.x prefers httpx2 and says so; httpx works
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient  # noqa: E402
+TestClient = fastapi_test_client()
 
 from facerestore.archs.rrdbnet import RRDBNet  # noqa: E402
 from facerestore.pipeline.batch import run_batch  # noqa: E402
