@@ -213,7 +213,6 @@ class CodeFormer(nn.Module):
     """
 
     channels_last = False  # kept for archs.ops.use_channels_last; CodeFormer does not switch layouts
-    takes_fidelity_weight = True
 
     def __init__(self, dim_embd: int = 512, n_head: int = 8, n_layers: int = 9, codebook_size: int = 1024,
                  latent_size: int = 256, connect_list: Sequence[str] = ("32", "64", "128", "256"),

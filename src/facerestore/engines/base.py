@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -194,7 +193,3 @@ def open_runner(engine: str, graph: Path, threads: int | None = None, half: bool
     if engine == "openvino":
         return OpenVinoRunner(graph, threads, half, cache_dir)
     raise ValueError(f"{engine!r} does not run graphs; engines: {', '.join(ENGINE_NAMES)}")
-
-
-def as_feeds(names: Sequence[str], arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    return dict(zip(names, arrays, strict=True))
